@@ -1,0 +1,48 @@
+# The README's two commands: `make demo` and `make test`. Both set up .venv from nothing.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: setup demo test lint typecheck pytest bench browser clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements-dev.txt
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	$(BIN)/pip install -q -e . --no-deps
+	touch $(STAMP)
+
+# Headless Chromium for the HTML report tests, from Debian's packages (no browser download).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium missing: the browser tests will be skipped (install Debian's chromium)"; fi; }
+
+demo: setup
+	rm -rf demo
+	$(BIN)/python -m tests.factory demo/model --family llama --dtype bfloat16 --hidden 256 --layers 4 --heads 8 --kv-heads 4 --intermediate 512 --vocab 512
+	$(BIN)/npu-preflight check demo/model --set backend_type=atb --set world_size=1 --set rank=0 \
+	  --set npu_device_id=0 --set max_seq_len=1024 --set max_batch_size=2 \
+	  --device cpu --memory-limit 8GiB --timeout 300 --out demo/report
+	@echo "open demo/report/report.html"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: setup
+	$(BIN)/mypy
+
+pytest: setup browser
+	$(BIN)/pytest -n 2 -q
+
+test: lint typecheck pytest
+
+bench: setup
+	$(BIN)/python bench/run_all.py
+
+clean:
+	rm -rf $(VENV) demo preflight-report bench/out .mypy_cache .ruff_cache .pytest_cache

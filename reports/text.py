@@ -1,0 +1,111 @@
+"""The terminal report: verdict first, findings by severity with culprit and remediation, a summary."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from toolkit.model import Finding, Report, Severity
+from toolkit.units import fmt_bytes
+
+_COLORS = {"red": "31", "yellow": "33", "blue": "34", "green": "32", "dim": "2", "bold": "1"}
+_SEV_COLOR = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "blue"}
+_SEV_LABEL = {Severity.ERROR: "ERRORS", Severity.WARNING: "WARNINGS", Severity.INFO: "NOTES"}
+
+
+def _paint(text: str, color: str, on: bool) -> str:
+    return f"\x1b[{_COLORS[color]}m{text}\x1b[0m" if on else text
+
+
+def _finding(f: Finding, color: bool) -> list[str]:
+    where = f.location.describe()
+    head = f"  {_paint(f.check_id, _SEV_COLOR[f.severity], color)}  {f.message}"
+    lines = [head]
+    if where:
+        lines.append(f"          at: {where}")
+    if f.remediation:
+        lines.append(f"         fix: {f.remediation}")
+    return lines
+
+
+def plan_lines(memory: Mapping[str, Any]) -> list[str]:
+    """The memory plan as a small table (shared with ``npu-preflight plan``)."""
+    lines = []
+    dev = memory.get("device") or {}
+    lines.append(
+        f"MEMORY PLAN (per rank, world_size {memory.get('world_size', 1)}, "
+        f"device {dev.get('name') or 'unknown'}, source {dev.get('source') or '-'})"
+    )
+    rows = [
+        ("weights", memory.get("weights_bytes")),
+        ("KV cache", memory.get("kv_cache_bytes")),
+        ("workspace", memory.get("workspace_bytes")),
+        ("runtime overhead", memory.get("overhead_bytes")),
+        ("total needed", memory.get("total_bytes")),
+        ("budget", memory.get("budget_bytes")),
+        ("headroom", memory.get("headroom_bytes")),
+    ]
+    for label, value in rows:
+        if value is not None:
+            lines.append(f"  {label:<18}{fmt_bytes(value):>12}")
+    kv = memory.get("kv") or {}
+    if kv.get("max_seq_len_fit") is not None:
+        lines.append(
+            f"  fits: max_seq_len up to {kv['max_seq_len_fit']:,} at batch {kv.get('batch')}, "
+            f"batch up to {kv.get('max_batch_fit')} at max_seq_len {kv.get('seq_len'):,}"
+        )
+    measured = memory.get("measured_peak_bytes")
+    if measured:
+        lines.append(
+            f"  measured peak {fmt_bytes(measured)} vs predicted {fmt_bytes(memory.get('predicted_peak_bytes'))} "
+            f"({memory.get('prediction_error_pct', 0):+.1f}%)"
+        )
+    return lines
+
+
+def render(report: Report, color: bool = False) -> str:
+    """The whole text report; ``color`` adds ANSI colours (the CLI sets it only on a tty)."""
+    out: list[str] = []
+    if report.ready:
+        out.append(_paint("READY", "green", color) + f"  {report.weights_dir}")
+    else:
+        out.append(_paint("NOT READY", "red", color) + f"  {report.weights_dir}")
+    for sev in (Severity.ERROR, Severity.WARNING, Severity.INFO):
+        group = [f for f in report.findings if f.severity is sev]
+        if not group:
+            continue
+        out.append("")
+        out.append(_paint(f"{_SEV_LABEL[sev]} ({len(group)})", _SEV_COLOR[sev], color))
+        for f in group:
+            out.extend(_finding(f, color))
+    if report.memory:
+        out.append("")
+        out.extend(plan_lines(report.memory))
+    if report.init:
+        out.append("")
+        init = report.init
+        out.append(
+            f"INIT ({init.get('generator')} on {init.get('device')}): {init.get('outcome')} "
+            f"in {init.get('duration_s', 0):.1f}s"
+        )
+        for st in init.get("stages") or []:
+            out.append(f"  {st.get('stage'):<12}{st.get('duration_s', 0):>8.2f}s")
+    errored = [c for c in report.checks if c.status.value == "errored"]
+    if errored:
+        out.append("")
+        out.append(_paint(f"INTERNAL ERRORS ({len(errored)})", "red", color))
+        for c in errored:
+            first = (c.reason or "").strip().splitlines()[-1:] or [""]
+            out.append(f"  {c.id}  {c.title}: {first[0]}")
+    counts = report.status_counts()
+    out.append("")
+    out.append(
+        _paint(
+            f"{report.count(Severity.ERROR)} errors, {report.count(Severity.WARNING)} warnings, "
+            f"{report.count(Severity.INFO)} notes · checks: {counts['passed']} passed, {counts['failed']} failed, "
+            f"{counts['skipped']} skipped, {counts['errored']} errored · {report.duration_s:.2f}s",
+            "dim",
+            color,
+        )
+    )
+    return "\n".join(out) + "\n"

@@ -1,0 +1,219 @@
+"""The safetensors header reader: every rule of the reference reader, fuzzed and differential."""
+
+from __future__ import annotations
+
+import json
+import struct
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from toolkit.formats.safetensors import DTYPE_BITS, Header, SafetensorsError, parse_header_bytes, read_header
+
+
+def make_file(header: dict[str, Any], data_len: int | None = None, *, pad: bool = True, extra: bytes = b"") -> bytes:
+    raw = json.dumps(header).encode()
+    if pad:
+        raw += b" " * (-len(raw) % 8)
+    if data_len is None:
+        data_len = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    return struct.pack("<Q", len(raw)) + raw + b"\0" * data_len + extra
+
+
+def parse(blob: bytes) -> Header:
+    return parse_header_bytes(blob, len(blob))
+
+
+def kinds(h: Header) -> list[str]:
+    return [p.kind for p in h.layout_problems()]
+
+
+GOOD = {
+    "__metadata__": {"format": "pt"},
+    "a": {"dtype": "F16", "shape": [2, 3], "data_offsets": [0, 12]},
+    "b": {"dtype": "BF16", "shape": [4], "data_offsets": [12, 20]},
+}
+
+
+def test_good_file_parses_clean() -> None:
+    h = parse(make_file(GOOD))
+    assert list(h.tensors) == ["a", "b"]
+    assert h.tensors["a"].nbytes == 12
+    assert kinds(h) == [] and h.anomalies == ()
+
+
+@pytest.mark.parametrize(
+    ("blob", "kind"),
+    [
+        (b"\x01\x02", "HeaderTooSmall"),
+        (struct.pack("<Q", 2**63) + b"{}", "HeaderTooLarge"),
+        (struct.pack("<Q", 100_000_001) + b"{}", "HeaderTooLarge"),
+        (struct.pack("<Q", 64) + b"{}", "InvalidHeaderLength"),
+        (struct.pack("<Q", 2) + b"\xff\xfe", "InvalidHeader"),
+        (struct.pack("<Q", 2) + b"[]", "InvalidHeaderDeserialization"),
+        (struct.pack("<Q", 3) + b"{x}", "InvalidHeaderDeserialization"),
+    ],
+)
+def test_header_level_errors(blob: bytes, kind: str) -> None:
+    with pytest.raises(SafetensorsError) as ei:
+        parse(blob)
+    assert ei.value.kind == kind
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"dtype": "F17", "shape": [1], "data_offsets": [0, 2]},
+        {"dtype": "F16", "shape": [-1], "data_offsets": [0, 2]},
+        {"dtype": "F16", "shape": [1.0], "data_offsets": [0, 2]},
+        {"dtype": "F16", "shape": [1], "data_offsets": [0, 2, 4]},
+        {"dtype": "F16", "shape": [1], "data_offsets": [-2, 0]},
+        {"dtype": "F16", "shape": [1], "data_offsets": [0.0, 2]},
+        {"dtype": "F16", "shape": [1]},
+        {"dtype": "F16", "shape": [True], "data_offsets": [0, 2]},
+    ],
+)
+def test_bad_entries_are_deserialization_errors(entry: dict[str, Any]) -> None:
+    with pytest.raises(SafetensorsError) as ei:
+        parse(make_file({"t": entry}, 2))
+    assert ei.value.kind == "InvalidHeaderDeserialization"
+    assert ei.value.tensor == "t"
+
+
+def test_non_string_metadata_value_is_an_error() -> None:
+    with pytest.raises(SafetensorsError):
+        parse(make_file({"__metadata__": {"format": 1}, **{k: v for k, v in GOOD.items() if k != "__metadata__"}}))
+
+
+def test_gap_is_invalid_offset_naming_the_tensor() -> None:
+    hdr = {
+        "a": {"dtype": "F16", "shape": [2], "data_offsets": [0, 4]},
+        "b": {"dtype": "F16", "shape": [2], "data_offsets": [8, 12]},
+    }
+    h = parse(make_file(hdr))
+    problems = h.layout_problems()
+    assert problems[0].kind == "InvalidOffset" and problems[0].tensor == "b"
+    assert "gap" in problems[0].message
+
+
+def test_span_mismatch_is_tensor_invalid_info() -> None:
+    h = parse(make_file({"a": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}))
+    assert kinds(h) == ["TensorInvalidInfo"]
+
+
+def test_truncation_is_metadata_incomplete_buffer_with_byte_counts() -> None:
+    blob = make_file(GOOD)[:-4]
+    h = parse(blob)
+    p = h.layout_problems()
+    assert [x.kind for x in p] == ["MetadataIncompleteBuffer"]
+    assert "truncated by 4 bytes" in p[0].message and p[0].tensor == "b"
+
+
+def test_trailing_bytes_are_metadata_incomplete_buffer() -> None:
+    h = parse(make_file(GOOD, extra=b"junk"))
+    assert kinds(h) == ["MetadataIncompleteBuffer"]
+
+
+def test_sub_byte_dtype_misaligned() -> None:
+    h = parse(make_file({"a": {"dtype": "F4", "shape": [3], "data_offsets": [0, 2]}}))
+    assert kinds(h) == ["MisalignedSlice"]
+
+
+def test_overflow() -> None:
+    h = parse(make_file({"a": {"dtype": "F64", "shape": [2**40, 2**40], "data_offsets": [0, 0]}}, 0))
+    assert "ValidationOverflow" in kinds(h)
+
+
+def test_leniencies_are_anomalies() -> None:
+    raw = (
+        b'{"__metadata__": null, "a": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2], "x": 1},'
+        b' "": {"dtype": "F16", "shape": [1], "data_offsets": [2, 4]},'
+        b' "a": {"dtype": "F16", "shape": [1], "data_offsets": [0, 2]}}'
+    )
+    blob = struct.pack("<Q", len(raw)) + raw + b"\0" * 4
+    h = parse(blob)
+    found = {a.kind for a in h.anomalies}
+    assert {"NullMetadata", "EmptyName", "DuplicateKey", "UnalignedHeader"} <= found
+
+
+def test_unknown_format() -> None:
+    h = parse(make_file({**GOOD, "__metadata__": {"format": "pytorch"}}))
+    assert [a.kind for a in h.anomalies] == ["UnknownFormat"]
+
+
+@settings(max_examples=3000, deadline=None)
+@given(st.binary(max_size=300))
+def test_arbitrary_bytes_only_raise_safetensorserror(blob: bytes) -> None:
+    try:
+        h = parse(blob)
+    except SafetensorsError:
+        return
+    h.layout_problems()
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.binary(max_size=200), st.integers(min_value=0, max_value=2**64 - 1))
+def test_arbitrary_length_prefix(body: bytes, n: int) -> None:
+    blob = struct.pack("<Q", n) + body
+    try:
+        parse(blob).layout_problems()
+    except SafetensorsError:
+        pass
+
+
+dtypes = st.sampled_from(sorted(DTYPE_BITS))
+tensor_lists = st.lists(
+    st.tuples(st.text(min_size=1, max_size=6), dtypes, st.lists(st.integers(0, 5), max_size=3)),
+    max_size=5,
+    unique_by=lambda t: t[0],
+)
+
+
+def _layout(tensors: list[tuple[str, str, list[int]]]) -> dict[str, Any]:
+    hdr: dict[str, Any] = {}
+    off = 0
+    for name, dt, shape in tensors:
+        n = int(np.prod(shape)) if shape else 1
+        nbytes = n * DTYPE_BITS[dt] // 8
+        hdr[name] = {"dtype": dt, "shape": shape, "data_offsets": [off, off + nbytes]}
+        off += nbytes
+    return hdr
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(tensor_lists, st.integers(-3, 3), st.sampled_from(["none", "truncate", "shift", "resize"]))
+def test_agrees_with_the_safetensors_library(
+    tmp_path: Path, tensors: list[tuple[str, str, list[int]]], delta: int, mutation: str
+) -> None:
+    """Where our reader says a file is clean, the library opens it, and vice versa."""
+    from safetensors import safe_open
+
+    tensors = [t for t in tensors if (int(np.prod(t[2])) if t[2] else 1) * DTYPE_BITS[t[1]] % 8 == 0]
+    hdr = _layout(tensors)
+    blob = make_file(hdr) if hdr else make_file({}, 0)
+    if mutation == "truncate" and delta > 0:
+        blob = blob[:-delta]
+    elif mutation == "resize":
+        blob = blob + b"\0" * max(delta, 0)
+    elif mutation == "shift" and hdr:
+        first = next(iter(hdr))
+        hdr[first]["data_offsets"][1] += delta
+        blob = make_file(hdr, sum(v["data_offsets"][1] - v["data_offsets"][0] for v in hdr.values()))
+    p = tmp_path / "x.safetensors"
+    p.write_bytes(blob)
+    try:
+        h = read_header(p)
+        ours_ok = not h.layout_problems()
+    except SafetensorsError:
+        ours_ok = False
+    try:
+        with safe_open(str(p), framework="numpy"):
+            pass
+        lib_ok = True
+    except Exception:  # noqa: BLE001 - the library raises several types
+        lib_ok = False
+    assert ours_ok == lib_ok, (hdr, mutation, delta)

@@ -1,0 +1,290 @@
+"""The command line: a thin click layer over the runner. The only module that imports click."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from toolkit import __version__
+from toolkit.errors import UsageError
+from toolkit.model import Report, Severity
+from toolkit.policy import EXIT_INTERNAL, EXIT_NOT_READY, EXIT_READY, EXIT_USAGE, Policy, exit_code, parse_ids
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+#: Files ``check --out DIR`` writes, each from one renderer name.
+OUTPUT_FILES = {"report.json": "json", "report.html": "html", "junit.xml": "junit"}
+
+
+def _fail_usage(message: str) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(EXIT_USAGE)
+
+
+def _weights_dir(value: str) -> Path:
+    path = Path(value)
+    if not path.exists():
+        _fail_usage(f"weights folder {value!r} does not exist")
+    if not path.is_dir():
+        _fail_usage(f"{value!r} is a file, not a weights folder")
+    return path.resolve()
+
+
+def _out_dir(value: str, weights: Path) -> Path:
+    out = Path(value).resolve()
+    if out == weights or weights in out.parents:
+        _fail_usage(f"--out {value!r} is inside the weights folder; the tool never writes there")
+    return out
+
+
+def _model_config_options(func: F) -> F:
+    func = click.option(
+        "-s",
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Set one model_config key (value read as JSON, else as a string); repeatable.",
+    )(func)
+    func = click.option(
+        "-c",
+        "--model-config",
+        "model_config_path",
+        type=click.Path(dir_okay=False),
+        help="JSON or YAML model_config, or a MindIE-Service config.json.",
+    )(func)
+    return func
+
+
+def _read_model_config(path: str | None, sets: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
+    from toolkit.mconfig import apply_sets, load_model_config
+
+    base: dict[str, Any] | None = None
+    source = None
+    if path is not None:
+        base, kind = load_model_config(Path(path))
+        source = f"{path} ({kind})"
+    merged = apply_sets(base, sets)
+    if merged is not None and source is None:
+        source = "--set"
+    return merged, source
+
+
+class _Group(click.Group):
+    """Maps the tool's own errors to exit 2 and anything unexpected to exit 3, never a bare traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except UsageError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            click.echo("Interrupted.", err=True)
+            sys.exit(130)
+        except Exception:  # noqa: BLE001 - last line of defence: report and exit 3
+            click.echo("npu-preflight: internal error (please report it):", err=True)
+            click.echo(traceback.format_exc(), err=True)
+            sys.exit(EXIT_INTERNAL)
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="npu-preflight")
+def main() -> None:
+    """Will this weight folder and model_config start on this machine? Checks before you deploy.
+
+    Exit status: 0 ready, 1 not ready, 2 usage error or unreadable input, 3 internal error.
+    """
+
+
+@main.command()
+@click.argument("weights_dir", metavar="WEIGHTS_DIR")
+@_model_config_options
+@click.option("--static", is_flag=True, help="File checks and plan only: no probe, no init (CI without devices).")
+@click.option("--no-init", is_flag=True, help="Everything but the sandboxed init.")
+@click.option("--deep", is_flag=True, help="Read every tensor byte (sha256, NaN/Inf, fp16 overflow).")
+@click.option("--device", type=click.Choice(["auto", "npu", "cuda", "cpu"]), default="auto", show_default=True)
+@click.option("--target-device", metavar="NAME", help="Plan for a catalog device (e.g. 910B3, 310P3, H100-80GB).")
+@click.option(
+    "--generator",
+    default="transformers",
+    show_default=True,
+    metavar="NAME|MOD:FUNC",
+    help="Init adapter: transformers, mindie, or package.module:factory.",
+)
+@click.option("--python", "python_path", metavar="PATH", help="Interpreter for the probe and the init.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Init time limit, seconds."
+)
+@click.option("--memory-limit", metavar="SIZE", help="Host memory cap for the init child (e.g. 8GiB).")
+@click.option(
+    "--out",
+    "out_dir",
+    default="preflight-report",
+    show_default=True,
+    metavar="DIR",
+    help="Where report.json, report.html and junit.xml go.",
+)
+@click.option("--no-out", is_flag=True, help="Write no report files.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "markdown", "github"]),
+    default="text",
+    show_default=True,
+    help="What goes to stdout.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning"]),
+    default="error",
+    show_default=True,
+    help="Lowest severity that makes the verdict not_ready.",
+)
+@click.option("--select", metavar="IDS", help="Only these check ids or prefixes (comma-separated).")
+@click.option("--ignore", metavar="IDS", help="Skip these check ids or prefixes (comma-separated).")
+@click.option("--trust-remote-code", is_flag=True, help="Allow auto_map code, inside the sandbox only.")
+@click.option("--workers", type=click.IntRange(min=1), help="Parallel readers for --deep (default: all cores).")
+def check(
+    weights_dir: str,
+    model_config_path: str | None,
+    sets: tuple[str, ...],
+    static: bool,
+    no_init: bool,
+    deep: bool,
+    device: str,
+    target_device: str | None,
+    generator: str,
+    python_path: str | None,
+    timeout: float,
+    memory_limit: str | None,
+    out_dir: str,
+    no_out: bool,
+    fmt: str,
+    fail_on: str,
+    select: str | None,
+    ignore: str | None,
+    trust_remote_code: bool,
+    workers: int | None,
+) -> None:
+    """Check WEIGHTS_DIR (with its model_config) for readiness and write the reports."""
+    from toolkit.context import Context, RunOptions
+    from toolkit.registry import all_checks
+    from toolkit.runner import run
+    from toolkit.units import parse_size
+
+    weights = _weights_dir(weights_dir)
+    out = None if no_out else _out_dir(out_dir, weights)
+    mc, mc_source = _read_model_config(model_config_path, sets)
+    mem_cap = None
+    if memory_limit is not None:
+        try:
+            mem_cap = parse_size(memory_limit)
+        except ValueError as exc:
+            raise UsageError(f"--memory-limit: {exc}") from None
+    if target_device is not None:
+        from toolkit.catalog import find_device
+
+        if find_device(target_device) is None:
+            raise UsageError(
+                f"--target-device {target_device!r} is not in the device catalog (see 'npu-preflight devices')"
+            )
+    options = RunOptions(
+        static=static,
+        no_init=no_init,
+        deep=deep,
+        device=device,
+        target_device=target_device,
+        generator=generator,
+        python=python_path,
+        timeout=timeout,
+        memory_limit=mem_cap,
+        trust_remote_code=trust_remote_code,
+        workers=workers,
+    )
+    policy = Policy(parse_ids(select), parse_ids(ignore), Severity(fail_on))
+    ctx = Context(weights, mc, model_config_source=mc_source, options=options)
+    progress = _progress_printer() if fmt == "text" and sys.stderr.isatty() else None
+    report = run(ctx, all_checks(), policy, on_check=progress)
+    if progress is not None:
+        click.echo("\r\x1b[K", nl=False, err=True)
+    _emit(report, fmt, out)
+    sys.exit(exit_code(report))
+
+
+def _progress_printer() -> Callable[[Any], None]:
+    def show(spec: Any) -> None:
+        click.echo(f"\r\x1b[K{spec.phase.value:<12} {spec.id} {spec.title}"[:120], nl=False, err=True)
+
+    return show
+
+
+def _emit(report: Report, fmt: str, out: Path | None) -> None:
+    from reports import RENDERERS, write_atomic
+    from reports import text as text_renderer
+
+    if out is not None:
+        for name, renderer in OUTPUT_FILES.items():
+            if renderer in RENDERERS:
+                write_atomic(out / name, RENDERERS[renderer](report))
+    if fmt == "text":
+        click.echo(text_renderer.render(report, color=sys.stdout.isatty()), nl=False)
+        if out is not None:
+            click.echo(f"reports: {out}/", err=True)
+    else:
+        click.echo(RENDERERS[fmt](report), nl=False)
+
+
+@main.command("checks")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def list_checks(fmt: str) -> None:
+    """List every check: id, default severity, phase, title."""
+    from toolkit.registry import all_checks
+
+    specs = all_checks()
+    if fmt == "json":
+        rows = [
+            {
+                "id": s.id,
+                "severity": s.severity.value,
+                "phase": s.phase.value,
+                "title": s.title,
+                "requires": list(s.requires),
+            }
+            for s in specs
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for s in specs:
+        click.echo(f"{s.id:<8} {s.severity.value:<8} {s.phase.value:<12} {s.title}")
+
+
+@main.command()
+@click.argument("check_id")
+def explain(check_id: str) -> None:
+    """Explain one check: what fails, why it matters, a bad and a good example, the fix."""
+    from toolkit.registry import all_checks, get
+
+    spec = get(check_id)
+    if spec is None:
+        prefix = [s.id for s in all_checks() if s.id.startswith(check_id.upper())]
+        hint = f" (did you mean {', '.join(prefix[:8])}?)" if prefix else " (see 'npu-preflight checks')"
+        raise UsageError(f"unknown check id {check_id!r}{hint}")
+    click.echo(f"{spec.id}: {spec.title}")
+    click.echo(
+        f"severity: {spec.severity.value} · phase: {spec.phase.value}"
+        + (f" · needs: {', '.join(spec.requires)}" if spec.requires else "")
+    )
+    click.echo("")
+    click.echo(spec.doc)
+
+
+__all__ = ["EXIT_NOT_READY", "EXIT_READY", "main"]

@@ -1,0 +1,13 @@
+"""Error types the toolkit raises on purpose; anything else escaping is an internal error."""
+
+
+class PreflightError(Exception):
+    """Base class for errors the tool reports to the user."""
+
+
+class UsageError(PreflightError):
+    """Bad command-line input or an unreadable input file (exit status 2)."""
+
+
+class Unavailable(PreflightError):
+    """A fact a check needs cannot be had; the check is skipped with this reason."""

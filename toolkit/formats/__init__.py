@@ -1,0 +1,1 @@
+"""Parsers of untrusted files. Each is bounded and raises only its own error type."""

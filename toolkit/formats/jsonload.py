@@ -1,0 +1,125 @@
+"""A bounded, strict JSON loader for untrusted files (config.json, tokenizer.json, headers, indexes).
+
+The stdlib parser is fast and correct, but on hostile input it can raise RecursionError (deep
+nesting), ValueError for over-long integers, accept NaN/Infinity, guess UTF-16/32 encodings, and
+silently keep the last of duplicate keys. This wrapper turns each of those into one error type,
+:class:`JsonLoadError`, and reports duplicate keys instead of hiding them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MAX_BYTES = 100 * 1024 * 1024
+DEFAULT_MAX_DEPTH = 64
+
+
+class JsonLoadError(Exception):
+    """The bytes are not an acceptable JSON document; ``kind`` says why."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+
+
+@dataclass
+class Loaded:
+    """A parsed document and the duplicate keys seen while parsing it (JSON path, key)."""
+
+    value: Any
+    duplicates: list[str] = field(default_factory=list)
+
+
+def _reject_constant(name: str) -> Any:
+    raise JsonLoadError("invalid", f"non-standard JSON constant {name}")
+
+
+_STRING = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {ord("["): 1, ord("{"): 1, ord("]"): -1, ord("}"): -1}
+
+
+def _depth_exceeds(text: str, max_depth: int) -> bool:
+    """True when brackets nest deeper than ``max_depth`` outside strings.
+
+    Written by hand because the stdlib parser only stops at the interpreter's recursion limit,
+    which is both too deep for us and raised as RecursionError. String bodies are removed with
+    one regex pass and the remaining brackets summed, so it stays linear on large tokenizer files.
+    """
+    if text.count("[") + text.count("{") <= max_depth:
+        return False
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    depth = 0
+    for ch in brackets.encode("ascii"):
+        depth += _STEP[ch]
+        if depth > max_depth:
+            return True
+    return False
+
+
+def loads(
+    data: bytes,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    track_duplicates: bool = True,
+) -> Loaded:
+    """Parse ``data`` as UTF-8 JSON within the given bounds; raise :class:`JsonLoadError` otherwise."""
+    if len(data) > max_bytes:
+        raise JsonLoadError("too-large", f"{len(data):,} bytes exceeds the {max_bytes:,}-byte limit")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise JsonLoadError("not-utf8", f"not UTF-8 (byte {exc.start})") from None
+    if text.startswith("\ufeff"):
+        raise JsonLoadError("invalid", "starts with a byte-order mark")
+    if _depth_exceeds(text, max_depth):
+        raise JsonLoadError("too-deep", f"nested deeper than {max_depth} levels")
+    duplicates: list[str] = []
+
+    def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in pairs:
+            if k in out:
+                duplicates.append(k)
+            out[k] = v
+        return out
+
+    try:
+        value = json.loads(
+            text,
+            parse_constant=_reject_constant,
+            object_pairs_hook=pairs_hook if track_duplicates else None,
+        )
+    except JsonLoadError:
+        raise
+    except RecursionError:
+        raise JsonLoadError("too-deep", "nested too deeply to parse") from None
+    except ValueError as exc:  # JSONDecodeError and the int-digits limit both derive from it
+        raise JsonLoadError("invalid", str(exc)) from None
+    return Loaded(value, duplicates)
+
+
+def load_file(
+    path: Path,
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_depth: int = DEFAULT_MAX_DEPTH,
+    track_duplicates: bool = True,
+) -> Loaded:
+    """Read and parse a file; OS errors and oversize files become :class:`JsonLoadError` too."""
+    try:
+        size = os.stat(path).st_size
+        if size > max_bytes:
+            raise JsonLoadError("too-large", f"{size:,} bytes exceeds the {max_bytes:,}-byte limit")
+        with open(path, "rb") as fh:
+            data = fh.read(max_bytes + 1)
+    except OSError as exc:
+        raise JsonLoadError("unreadable", exc.strerror or str(exc)) from None
+    return loads(data, max_bytes=max_bytes, max_depth=max_depth, track_duplicates=track_duplicates)

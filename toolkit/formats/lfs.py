@@ -1,0 +1,42 @@
+"""Git LFS pointer files: the small text stubs left when weights were cloned without ``git lfs``."""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+MAX_POINTER_BYTES = 1024
+_SPEC = b"version https://git-lfs.github.com/spec/"
+_OID = re.compile(r"^oid sha256:([0-9a-f]{64})$", re.M)
+_SIZE = re.compile(r"^size (\d+)$", re.M)
+
+
+@dataclass(frozen=True)
+class LfsPointer:
+    """A parsed pointer: the sha256 of the real file and its size (either may be unknown)."""
+
+    oid: str | None
+    size: int | None
+
+
+def parse_pointer(data: bytes) -> LfsPointer | None:
+    """Return the pointer if ``data`` is an LFS pointer file, else None. Never raises."""
+    if len(data) > MAX_POINTER_BYTES or not data.startswith(_SPEC):
+        return None
+    text = data.decode("utf-8", "replace")
+    oid = _OID.search(text)
+    size = _SIZE.search(text)
+    return LfsPointer(oid.group(1) if oid else None, int(size.group(1)) if size else None)
+
+
+def read_pointer(path: Path) -> LfsPointer | None:
+    """Read ``path`` as a pointer if it is small enough to be one; OS errors give None."""
+    try:
+        if os.stat(path).st_size > MAX_POINTER_BYTES:
+            return None
+        with open(path, "rb") as fh:
+            return parse_pointer(fh.read(MAX_POINTER_BYTES + 1))
+    except OSError:
+        return None

@@ -1,0 +1,289 @@
+"""A strict reader of safetensors headers that never touches tensor bytes.
+
+Written by hand rather than with the ``safetensors`` library because (a) the static phase must not
+import torch or map whole files, (b) the library accepts files its own specification rejects
+(duplicate keys, unknown fields, null metadata) and we must report those, and (c) it stops at the
+first fault while an operator wants every broken tensor named with its byte offsets.
+
+Rules follow the reference reader (huggingface/safetensors ``src/tensor.rs``); the error ``kind``
+strings reuse its names so a user can search for them.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.formats.jsonload import JsonLoadError, loads
+
+MAX_HEADER_BYTES = 100_000_000
+U64_MAX = 2**64 - 1
+
+DTYPE_BITS: dict[str, int] = {
+    "BOOL": 8,
+    "F4": 4,
+    "F6_E2M3": 6,
+    "F6_E3M2": 6,
+    "U8": 8,
+    "I8": 8,
+    "F8_E5M2": 8,
+    "F8_E4M3": 8,
+    "F8_E8M0": 8,
+    "F8_E4M3FNUZ": 8,
+    "F8_E5M2FNUZ": 8,
+    "I16": 16,
+    "U16": 16,
+    "F16": 16,
+    "BF16": 16,
+    "I32": 32,
+    "U32": 32,
+    "F32": 32,
+    "C64": 64,
+    "F64": 64,
+    "I64": 64,
+    "U64": 64,
+}
+
+#: safetensors dtype → the name config.json's torch_dtype uses, for the float types that matter.
+TORCH_NAME = {
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F32": "float32",
+    "F64": "float64",
+    "F8_E4M3": "float8_e4m3fn",
+    "F8_E5M2": "float8_e5m2",
+}
+
+FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
+KNOWN_FORMATS = frozenset({"pt", "tf", "flax", "mlx"})
+_TENSOR_FIELDS = frozenset({"dtype", "shape", "data_offsets"})
+
+
+class SafetensorsError(Exception):
+    """The header cannot be read at all; ``kind`` is the reference reader's error name."""
+
+    def __init__(self, kind: str, message: str, tensor: str | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.tensor = tensor
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """One tensor's header entry; offsets are relative to the start of the byte buffer."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+
+    @property
+    def numel(self) -> int:
+        """Number of elements."""
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+    @property
+    def nbytes(self) -> int:
+        """Size in bytes as declared by dtype and shape."""
+        return self.numel * DTYPE_BITS[self.dtype] // 8
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A fault found in a header that did parse: a layout error or a leniency the library allows."""
+
+    kind: str
+    message: str
+    tensor: str | None = None
+
+
+@dataclass(frozen=True)
+class Header:
+    """A parsed header: tensors in file order, metadata, and what was odd about it."""
+
+    header_len: int
+    file_size: int
+    tensors: dict[str, TensorInfo]
+    metadata: dict[str, Any] | None
+    has_metadata_key: bool
+    anomalies: tuple[Problem, ...] = field(default=())
+
+    @property
+    def data_start(self) -> int:
+        """Absolute file offset of the byte buffer."""
+        return 8 + self.header_len
+
+    def layout_problems(self) -> list[Problem]:
+        """Offsets, sizes and coverage, as the reference reader validates them (never raises)."""
+        out: list[Problem] = []
+        expected = 0
+        for t in sorted(self.tensors.values(), key=lambda t: (t.begin, t.end)):
+            if t.begin != expected or t.end < t.begin:
+                if t.end < t.begin:
+                    why = f"ends at byte {t.end:,} before it begins at {t.begin:,}"
+                elif t.begin > expected:
+                    why = f"begins at byte {t.begin:,} but the previous tensor ends at {expected:,} (a gap)"
+                else:
+                    why = f"begins at byte {t.begin:,}, inside the previous tensor which ends at {expected:,}"
+                out.append(Problem("InvalidOffset", f"tensor {t.name} {why}", t.name))
+            bits = DTYPE_BITS[t.dtype]
+            numel = t.numel
+            if numel * bits > U64_MAX:
+                out.append(
+                    Problem(
+                        "ValidationOverflow",
+                        f"tensor {t.name}: shape {list(t.shape)} × {bits} bits overflows 64 bits",
+                        t.name,
+                    )
+                )
+            elif (numel * bits) % 8:
+                out.append(
+                    Problem(
+                        "MisalignedSlice",
+                        f"tensor {t.name}: {numel} × {bits}-bit {t.dtype} is not a whole number of bytes",
+                        t.name,
+                    )
+                )
+            elif t.end - t.begin != numel * bits // 8:
+                out.append(
+                    Problem(
+                        "TensorInvalidInfo",
+                        f"tensor {t.name}: {t.dtype} {list(t.shape)} needs {numel * bits // 8:,} bytes "
+                        f"but its offsets [{t.begin:,}, {t.end:,}] span {t.end - t.begin:,}",
+                        t.name,
+                    )
+                )
+            expected = max(expected, t.end)
+        buffer = self.file_size - self.data_start
+        if expected != buffer:
+            if expected > buffer:
+                last = max(self.tensors.values(), key=lambda t: t.end)
+                msg = (
+                    f"tensor {last.name} ends at byte {self.data_start + last.end:,} but the file "
+                    f"holds {self.file_size:,} (truncated by {expected - buffer:,} bytes)"
+                )
+                out.append(Problem("MetadataIncompleteBuffer", msg, last.name))
+            else:
+                msg = (
+                    f"the tensors cover {expected:,} bytes of data but the file carries {buffer:,} "
+                    f"({buffer - expected:,} trailing bytes)"
+                )
+                out.append(Problem("MetadataIncompleteBuffer", msg))
+        return out
+
+
+def _nonneg_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def parse_header_bytes(prefix: bytes, file_size: int) -> Header:
+    """Parse a header from the file's first bytes (at least 8 + N of them) and its total size."""
+    if file_size < 8 or len(prefix) < 8:
+        raise SafetensorsError("HeaderTooSmall", f"file is {file_size} bytes; a header needs at least 8")
+    (n,) = struct.unpack("<Q", prefix[:8])
+    if n > MAX_HEADER_BYTES:
+        raise SafetensorsError(
+            "HeaderTooLarge",
+            f"header length field says {n:,} bytes (limit {MAX_HEADER_BYTES:,}); first bytes {prefix[:8]!r}",
+        )
+    if 8 + n > file_size:
+        raise SafetensorsError(
+            "InvalidHeaderLength",
+            f"header length field says {n:,} bytes but the file holds only {file_size:,}",
+        )
+    raw = prefix[8 : 8 + n]
+    if len(raw) < n:
+        raise SafetensorsError("InvalidHeaderLength", f"could read only {len(raw):,} of {n:,} header bytes")
+    try:
+        raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SafetensorsError("InvalidHeader", f"header is not UTF-8 (byte {8 + exc.start})") from None
+    try:
+        loaded = loads(raw, max_bytes=MAX_HEADER_BYTES, max_depth=8)
+    except JsonLoadError as exc:
+        raise SafetensorsError("InvalidHeaderDeserialization", f"header JSON: {exc.message}") from None
+    doc = loaded.value
+    if not isinstance(doc, dict):
+        raise SafetensorsError("InvalidHeaderDeserialization", f"header is a JSON {type(doc).__name__}, not an object")
+    anomalies: list[Problem] = [
+        Problem("DuplicateKey", f"key {k!r} appears more than once (the last one wins)", k or None)
+        for k in loaded.duplicates
+    ]
+    if n % 8:
+        anomalies.append(Problem("UnalignedHeader", f"header length {n} is not a multiple of 8"))
+    metadata: dict[str, Any] | None = None
+    has_meta = "__metadata__" in doc
+    tensors: dict[str, TensorInfo] = {}
+    for name, entry in doc.items():
+        if name == "__metadata__":
+            if entry is None:
+                anomalies.append(Problem("NullMetadata", '"__metadata__" is null'))
+                continue
+            if not isinstance(entry, dict):
+                raise SafetensorsError("InvalidHeaderDeserialization", '"__metadata__" must be an object of strings')
+            for mk, mv in entry.items():
+                if not isinstance(mv, str):
+                    raise SafetensorsError(
+                        "InvalidHeaderDeserialization",
+                        f'"__metadata__" value for {mk!r} is a {type(mv).__name__}, not a string',
+                    )
+            metadata = entry
+            fmt = entry.get("format")
+            if fmt is not None and fmt not in KNOWN_FORMATS:
+                anomalies.append(
+                    Problem("UnknownFormat", f'"__metadata__.format" is {fmt!r}, not one of pt/tf/flax/mlx')
+                )
+            continue
+        tensors[name] = _tensor(name, entry, anomalies)
+    return Header(n, file_size, tensors, metadata, has_meta, tuple(anomalies))
+
+
+def _tensor(name: str, entry: Any, anomalies: list[Problem]) -> TensorInfo:
+    def bad(why: str) -> SafetensorsError:
+        return SafetensorsError("InvalidHeaderDeserialization", f"tensor {name!r}: {why}", name)
+
+    if not isinstance(entry, dict):
+        raise bad(f"entry is a JSON {type(entry).__name__}, not an object")
+    missing = _TENSOR_FIELDS - entry.keys()
+    if missing:
+        raise bad(f"missing field {', '.join(sorted(missing))}")
+    extra = entry.keys() - _TENSOR_FIELDS
+    if extra:
+        anomalies.append(Problem("UnknownField", f"tensor {name!r} has unknown field(s) {sorted(extra)}", name))
+    if name == "":
+        anomalies.append(Problem("EmptyName", "a tensor has an empty name", None))
+    dtype = entry["dtype"]
+    if not isinstance(dtype, str) or dtype not in DTYPE_BITS:
+        raise bad(f"unknown dtype {dtype!r}")
+    shape = entry["shape"]
+    if not isinstance(shape, list) or not all(_nonneg_int(d) for d in shape):
+        raise bad(f"shape {shape!r} is not a list of non-negative integers")
+    offs = entry["data_offsets"]
+    if not isinstance(offs, list) or len(offs) != 2 or not all(_nonneg_int(o) for o in offs):
+        raise bad(f"data_offsets {offs!r} is not exactly two non-negative integers")
+    if any(d > U64_MAX for d in shape) or any(o > U64_MAX for o in offs):
+        raise bad("a shape or offset value does not fit in 64 bits")
+    return TensorInfo(name, dtype, tuple(shape), offs[0], offs[1])
+
+
+def read_header(path: Path) -> Header:
+    """Read only the header of a safetensors file (8 + N bytes), whatever its size."""
+    try:
+        size = os.stat(path).st_size
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+            if len(head) == 8:
+                (n,) = struct.unpack("<Q", head)
+                if n <= MAX_HEADER_BYTES and 8 + n <= size:
+                    head += fh.read(n)
+    except OSError as exc:
+        raise SafetensorsError("Unreadable", exc.strerror or str(exc)) from None
+    return parse_header_bytes(head, size)

@@ -1,0 +1,295 @@
+"""The data model every layer shares: findings, check specs, results and the report.
+
+All types are frozen dataclasses; change them with :func:`dataclasses.replace`.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from toolkit.context import Context
+
+SCHEMA_VERSION = 1
+
+
+class Severity(str, enum.Enum):
+    """How bad a finding is: an error blocks the deployment, a warning is likely wrong."""
+
+    ERROR = "error"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Ordering key: error > warning > info."""
+        return {"error": 2, "warning": 1, "info": 0}[self.value]
+
+
+class Phase(str, enum.Enum):
+    """The phases of a run, in the order they execute (DESIGN.md §3)."""
+
+    STATIC = "static"
+    ENVIRONMENT = "environment"
+    PLAN = "plan"
+    INIT = "init"
+    DEEP = "deep"
+
+
+PHASE_ORDER = (Phase.STATIC, Phase.ENVIRONMENT, Phase.PLAN, Phase.INIT, Phase.DEEP)
+
+
+class Status(str, enum.Enum):
+    """What became of one check."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    ERRORED = "errored"
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a finding points: a file (relative to the weights folder), a tensor, a key, an env var."""
+
+    file: str | None = None
+    tensor: str | None = None
+    key: str | None = None
+    env: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        """The JSON form, every key present."""
+        return {"file": self.file, "tensor": self.tensor, "key": self.key, "env": self.env}
+
+    def describe(self) -> str:
+        """A short human form such as ``model.safetensors [lm_head.weight]``."""
+        parts: list[str] = []
+        if self.file:
+            parts.append(self.file)
+        if self.tensor:
+            parts.append(f"[{self.tensor}]")
+        if self.key:
+            parts.append(self.key)
+        if self.env:
+            parts.append(f"${self.env}")
+        return " ".join(parts)
+
+
+@dataclass(frozen=True)
+class Hit:
+    """What a check yields; the runner turns it into a :class:`Finding` with the check's id."""
+
+    message: str
+    remediation: str = ""
+    location: Location = field(default_factory=Location)
+    details: Mapping[str, Any] = field(default_factory=dict)
+    severity: Severity | None = None
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem (or note) found by a check."""
+
+    check_id: str
+    severity: Severity
+    message: str
+    location: Location = field(default_factory=Location)
+    remediation: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of DESIGN.md §6."""
+        return {
+            "check_id": self.check_id,
+            "severity": self.severity.value,
+            "message": self.message,
+            "location": self.location.to_dict(),
+            "remediation": self.remediation,
+            "details": dict(self.details),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Finding:
+        """Inverse of :meth:`to_dict`."""
+        loc = data.get("location") or {}
+        return cls(
+            check_id=str(data["check_id"]),
+            severity=Severity(data["severity"]),
+            message=str(data["message"]),
+            location=Location(**{k: loc.get(k) for k in ("file", "tensor", "key", "env")}),
+            remediation=str(data.get("remediation") or ""),
+            details=dict(data.get("details") or {}),
+        )
+
+
+CheckFunc = Callable[["Context"], Iterable[Hit]]
+
+
+@dataclass(frozen=True)
+class CheckSpec:
+    """A registered check: its stable id, title, default severity, phase and documentation."""
+
+    id: str
+    title: str
+    severity: Severity
+    phase: Phase
+    requires: tuple[str, ...]
+    doc: str
+    func: CheckFunc = field(compare=False, repr=False)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of running one check."""
+
+    spec: CheckSpec
+    status: Status
+    findings: tuple[Finding, ...] = ()
+    reason: str | None = None
+    duration_s: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of one entry of ``checks``."""
+        return {
+            "id": self.spec.id,
+            "title": self.spec.title,
+            "phase": self.spec.phase.value,
+            "status": self.status.value,
+            "duration_s": round(self.duration_s, 6),
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """A check as stored in a report (no function attached): what renderers of stored reports use."""
+
+    id: str
+    title: str
+    phase: str
+    status: Status
+    duration_s: float
+    reason: str | None
+
+    @classmethod
+    def from_result(cls, r: CheckResult) -> CheckRecord:
+        """Drop the function, keep what the report holds."""
+        return cls(r.spec.id, r.spec.title, r.spec.phase.value, r.status, r.duration_s, r.reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form of one entry of ``checks``."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "phase": self.phase,
+            "status": self.status.value,
+            "duration_s": round(self.duration_s, 6),
+            "reason": self.reason,
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CheckRecord:
+        """Inverse of :meth:`to_dict`."""
+        return cls(
+            str(d["id"]),
+            str(d["title"]),
+            str(d["phase"]),
+            Status(d["status"]),
+            float(d.get("duration_s") or 0.0),
+            d.get("reason"),
+        )
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything the renderers need; serialises to the JSON contract (schemas/report.schema.json)."""
+
+    tool_version: str
+    created_at: str
+    duration_s: float
+    weights_dir: str
+    model_config: Mapping[str, Any] | None
+    options: Mapping[str, Any]
+    fail_on: Severity
+    checks: tuple[CheckRecord, ...]
+    findings: tuple[Finding, ...]
+    environment: Mapping[str, Any] | None = None
+    memory: Mapping[str, Any] | None = None
+    init: Mapping[str, Any] | None = None
+    integrity: Mapping[str, Any] | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True when no finding reaches the ``fail_on`` threshold."""
+        return not any(f.severity.rank >= self.fail_on.rank for f in self.findings)
+
+    @property
+    def verdict(self) -> str:
+        """``ready`` or ``not_ready``."""
+        return "ready" if self.ready else "not_ready"
+
+    def count(self, severity: Severity) -> int:
+        """Number of findings of one severity."""
+        return sum(1 for f in self.findings if f.severity is severity)
+
+    def status_counts(self) -> dict[str, int]:
+        """Checks per status."""
+        counts = {s.value: 0 for s in Status}
+        for c in self.checks:
+            counts[c.status.value] += 1
+        return counts
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON contract of DESIGN.md §6."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "tool": {"name": "npu-preflight", "version": self.tool_version},
+            "created_at": self.created_at,
+            "duration_s": round(self.duration_s, 6),
+            "target": {
+                "weights_dir": self.weights_dir,
+                "model_config": dict(self.model_config) if self.model_config is not None else None,
+                "options": dict(self.options),
+            },
+            "verdict": self.verdict,
+            "fail_on": self.fail_on.value,
+            "summary": {
+                "errors": self.count(Severity.ERROR),
+                "warnings": self.count(Severity.WARNING),
+                "infos": self.count(Severity.INFO),
+                "checks": self.status_counts(),
+            },
+            "checks": [c.to_dict() for c in self.checks],
+            "findings": [f.to_dict() for f in self.findings],
+            "environment": _plain(self.environment),
+            "memory": _plain(self.memory),
+            "init": _plain(self.init),
+            "integrity": _plain(self.integrity),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> Report:
+        """Rebuild a report from its JSON form (``render`` and ``diff`` use this)."""
+        target = d.get("target") or {}
+        return cls(
+            tool_version=str((d.get("tool") or {}).get("version", "?")),
+            created_at=str(d.get("created_at", "")),
+            duration_s=float(d.get("duration_s") or 0.0),
+            weights_dir=str(target.get("weights_dir", "")),
+            model_config=target.get("model_config"),
+            options=target.get("options") or {},
+            fail_on=Severity(d.get("fail_on", "error")),
+            checks=tuple(CheckRecord.from_dict(c) for c in d.get("checks") or ()),
+            findings=tuple(Finding.from_dict(f) for f in d.get("findings") or ()),
+            environment=d.get("environment"),
+            memory=d.get("memory"),
+            init=d.get("init"),
+            integrity=d.get("integrity"),
+        )
+
+
+def _plain(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    return dict(value) if value is not None else None

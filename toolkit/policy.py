@@ -1,0 +1,48 @@
+"""User policy, applied outside the checks: which checks run (--select/--ignore) and the verdict."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from toolkit.model import Report, Severity
+
+EXIT_READY = 0
+EXIT_NOT_READY = 1
+EXIT_USAGE = 2
+EXIT_INTERNAL = 3
+
+
+def parse_ids(value: str | None) -> tuple[str, ...]:
+    """Split a comma-separated list of ids or prefixes (``WT,CFG002``) into upper-case items."""
+    if not value:
+        return ()
+    return tuple(p.strip().upper() for p in value.split(",") if p.strip())
+
+
+@dataclass(frozen=True)
+class Policy:
+    """Selection by id prefix and the severity at which the verdict turns ``not_ready``."""
+
+    select: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()
+    fail_on: Severity = Severity.ERROR
+
+    def selected(self, check_id: str) -> bool:
+        """Whether a check runs under this policy."""
+        if self.select and not any(check_id.startswith(p) for p in self.select):
+            return False
+        return not any(check_id.startswith(p) for p in self.ignore)
+
+    def deselect_reason(self) -> str:
+        """Why a check was not run, for its skipped result."""
+        parts = []
+        if self.select:
+            parts.append(f"--select {','.join(self.select)}")
+        if self.ignore:
+            parts.append(f"--ignore {','.join(self.ignore)}")
+        return "deselected by " + " ".join(parts)
+
+
+def exit_code(report: Report) -> int:
+    """0 when ready, 1 when not."""
+    return EXIT_READY if report.ready else EXIT_NOT_READY
