@@ -1,5 +1,5 @@
 """The checks, one module per domain. ``CHECK_MODULES`` is the one list the registry reads."""
 
-from checks import config, weights
+from checks import arch, config, dist, environment, model_config, security, tokenizer, weights
 
-CHECK_MODULES = (config, weights)
+CHECK_MODULES = (config, weights, arch, dist, tokenizer, security, model_config, environment)

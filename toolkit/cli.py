@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from collections.abc import Callable
@@ -33,6 +34,11 @@ def _weights_dir(value: str) -> Path:
         _fail_usage(f"weights folder {value!r} does not exist")
     if not path.is_dir():
         _fail_usage(f"{value!r} is a file, not a weights folder")
+    try:
+        with os.scandir(path):
+            pass
+    except OSError as exc:
+        _fail_usage(f"weights folder {value!r} cannot be read: {exc.strerror}")
     return path.resolve()
 
 

@@ -21,8 +21,10 @@ from toolkit.formats.lfs import LfsPointer, read_pointer
 from toolkit.formats.safetensors import Header, SafetensorsError, TensorInfo, read_header
 
 if TYPE_CHECKING:
+    from toolkit.arch import Dims, Family
     from toolkit.catalog import DeviceSpec
     from toolkit.deep import DeepScan
+    from toolkit.formats.tokenizer import TokenizerInfo
     from toolkit.memory import Plan
     from toolkit.probe import ProbeResult
     from toolkit.sandbox import InitOutcome
@@ -110,6 +112,7 @@ class Listing:
 
     entries: list[Entry] = field(default_factory=list)
     truncated: bool = False
+    unreadable: list[str] = field(default_factory=list)
 
     def get(self, rel: str) -> Entry | None:
         """The entry at ``rel``, if listed."""
@@ -168,6 +171,7 @@ class Context:
                 with os.scandir(self.weights_dir / rel_dir) as it:
                     items = sorted(it, key=lambda e: e.name)
             except OSError:
+                out.unreadable.append(rel_dir or ".")
                 continue
             for item in items:
                 if len(out.entries) >= MAX_LISTING:
@@ -331,6 +335,45 @@ class Context:
             for name, info in h.tensors.items():
                 out.setdefault(name, Located(rel, info))
         return out
+
+    @cached_property
+    def architecture(self) -> tuple[Family, Dims]:
+        """The model family (tensor naming) and its normalised dimensions."""
+        from toolkit.arch import dims, family_for
+
+        cfg = self.text_config
+        fam = family_for(cfg, set(self.tensors))
+        if fam is None:
+            raise Unavailable(f"architecture {cfg.get('model_type')!r} is not known (see ARCH007)")
+        d = dims(cfg, fam)
+        if d is None:
+            raise Unavailable("config.json lacks hidden_size, num_hidden_layers or num_attention_heads (see ARCH007)")
+        return fam, d
+
+    @cached_property
+    def tokenizer(self) -> TokenizerInfo:
+        """tokenizer.json's vocabulary."""
+        from toolkit.formats.tokenizer import TokenizerFormatError, read_tokenizer_json
+
+        path = self.path("tokenizer.json")
+        if not path.is_file():
+            raise Unavailable("there is no tokenizer.json (see TOK001)")
+        try:
+            return read_tokenizer_json(path)
+        except TokenizerFormatError as exc:
+            raise Unavailable(f"tokenizer.json could not be read ({exc}; see TOK002)") from None
+
+    def json_object(self, rel: str) -> dict[str, Any]:
+        """A small JSON object file of the folder; unavailable when absent or malformed."""
+        from toolkit.formats.tokenizer import TokenizerFormatError, read_json_object
+
+        path = self.path(rel)
+        if not path.is_file():
+            raise Unavailable(f"there is no {rel}")
+        try:
+            return read_json_object(path)
+        except TokenizerFormatError as exc:
+            raise Unavailable(f"{rel} could not be read ({exc})") from None
 
     # -- later phases (imported lazily so the static phase stays light) --------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +24,108 @@ def _schema_defaults() -> dict[str, Any]:
 def with_defaults(mc: Mapping[str, Any]) -> dict[str, Any]:
     """``mc`` with the schema's defaults for keys it does not set."""
     out = _schema_defaults()
-    out.update(mc)
+    out.update(coerce(mc))
+    if "local_rank" not in out and isinstance(out.get("rank"), int):
+        out["local_rank"] = out["rank"]
     return out
+
+
+INTEGER_KEYS = (
+    "world_size",
+    "rank",
+    "local_rank",
+    "npu_device_id",
+    "num_threads",
+    "block_size",
+    "max_seq_len",
+    "max_input_len",
+    "max_iter_times",
+    "max_batch_size",
+    "max_prefill_batch_size",
+    "max_prefill_tokens",
+    "npu_mem",
+    "cpu_mem",
+    "dp",
+    "tp",
+    "moe_tp",
+    "moe_ep",
+    "max_position_embeddings",
+)
+BOOLEAN_KEYS = ("trust_remote_code", "distributed_enable", "load_tokenizer")
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One schema violation: the key's path, what is wrong, what is allowed."""
+
+    path: str
+    message: str
+    allowed: str
+
+
+def coerce(mc: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert numeric and boolean strings the way MindIE's ``parse_config`` does (``int(value)``,
+    ``'true'``/``'1'``), so ``{"world_size": "4"}`` validates as MindIE would accept it."""
+    out = dict(mc)
+    for k in INTEGER_KEYS:
+        v = out.get(k)
+        if isinstance(v, str) and v.strip().lstrip("-").isdigit():
+            out[k] = int(v)
+    for k in BOOLEAN_KEYS:
+        v = out.get(k)
+        if isinstance(v, str) and v.lower() in ("true", "false", "1", "0"):
+            out[k] = v.lower() in ("true", "1")
+    return out
+
+
+def _allowed(schema: Mapping[str, Any]) -> str:
+    if "enum" in schema:
+        return "one of " + ", ".join(repr(v) for v in schema["enum"])
+    parts = []
+    t = schema.get("type")
+    if t:
+        parts.append(t if isinstance(t, str) else "/".join(t))
+    if "minimum" in schema:
+        parts.append(f">= {schema['minimum']}")
+    if "maximum" in schema:
+        parts.append(f"<= {schema['maximum']}")
+    if "not" in schema and "const" in schema["not"]:
+        parts.append(f"not {schema['not']['const']}")
+    return " ".join(parts) or "see schemas/model_config.schema.json"
+
+
+def validate(mc: Mapping[str, Any]) -> list[Violation]:
+    """Schema violations of a (coerced) model_config, each naming its key."""
+    import jsonschema
+
+    from schemas import load
+
+    schema = load("model_config.schema.json")
+    validator = jsonschema.Draft202012Validator(schema)
+    out = []
+    for err in sorted(validator.iter_errors(mc), key=lambda e: list(e.path)):
+        if err.validator == "required":
+            missing = str(err.message).split("'")[1] if "'" in err.message else "?"
+            prop = schema["properties"].get(missing, {})
+            out.append(
+                Violation(
+                    f"model_config.{missing}",
+                    f"model_config: `{missing}` is required, but not set",
+                    _allowed(prop),
+                )
+            )
+            continue
+        key = ".".join(str(p) for p in err.path) or "(root)"
+        sub = schema["properties"].get(str(err.path[0]), {}) if err.path else {}
+        out.append(Violation(f"model_config.{key}", f"{key} = {err.instance!r}: {err.message}", _allowed(sub)))
+    return out
+
+
+def known_keys() -> list[str]:
+    """Keys the schema describes."""
+    from schemas import load
+
+    return list(load("model_config.schema.json")["properties"])
 
 
 def load_model_config(path: Path) -> tuple[dict[str, Any], str]:

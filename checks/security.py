@@ -1,0 +1,322 @@
+"""SEC: would loading this folder run someone's code, or trust files anyone can swap?"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from toolkit.context import Context, Entry
+from toolkit.formats.jsonload import JsonLoadError, load_file
+from toolkit.formats.pickle_scan import ScanResult, looks_like_pickle, scan_file
+from toolkit.mconfig import coerce
+from toolkit.model import Hit, Location, Severity
+from toolkit.registry import check
+
+_CROSS_REPO = re.compile(r"^[\w.\-]+/[\w.\-]+--")
+_CONFIG_LIKE = (".json", ".jinja", ".model", ".txt", ".py", ".tiktoken")
+
+
+def _sniff(ctx: Context, e: Entry) -> bool:
+    if not e.is_file or e.size < 2:
+        return False
+    try:
+        with open(ctx.path(e.rel), "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return False
+    return head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or looks_like_pickle(head)
+
+
+def _scans(ctx: Context) -> dict[str, ScanResult]:
+    out: dict[str, ScanResult] = {}
+    for e in ctx.listing.entries:
+        if e.rel.endswith(".safetensors") or not _sniff(ctx, e):
+            continue
+        try:
+            out[e.rel] = scan_file(ctx.path(e.rel), e.rel)
+        except (OSError, ValueError) as exc:
+            out[e.rel] = ScanResult("none", notes=[f"unreadable: {exc}"])
+    return out
+
+
+@check("SEC001", "pickles hold only the globals a tensor checkpoint needs", Severity.ERROR)
+def pickle_globals(ctx: Context) -> Iterator[Hit]:
+    """Loading a pickle (``pytorch_model.bin``, ``.pt``, ``.pth``, ``.ckpt``, ``.pkl``) runs whatever
+    its GLOBAL/REDUCE opcodes name. A checkpoint needs only torch's ``_rebuild_*`` helpers, storages,
+    dtypes and ``OrderedDict``; anything else (``os.system``, ``builtins.eval``, ``subprocess.Popen``,
+    a nested ``pickle.loads``) is a payload. Files are read at opcode level and never unpickled; zip
+    members are scanned whatever their name, even with tampered flags or CRCs.
+
+    Bad: ``archive/data.pkl`` containing ``GLOBAL 'os system'``.
+    Good: only ``torch._utils._rebuild_tensor_v2``, ``torch.BFloat16Storage``, ``collections.OrderedDict``.
+    Fix: do not load the file; get safetensors weights from a trusted source.
+    """
+    for rel, res in _scans(ctx).items():
+        for rep in res.pickles:
+            for mod, name in rep.unsafe:
+                yield Hit(
+                    f"{rep.member}: pickle imports {mod}.{name}, which a tensor checkpoint never needs — loading "
+                    "this file would run it",
+                    "Do not load this file (not even with torch.load); use safetensors weights from a trusted source.",
+                    Location(file=rel, key=rep.member),
+                    {"global": f"{mod}.{name}", "member": rep.member},
+                )
+            if rep.error:
+                yield Hit(
+                    f"{rep.member}: the pickle stream is malformed ({rep.error}); globals before the break were checked",
+                    "Treat the file as suspicious; re-download it or use safetensors.",
+                    Location(file=rel, key=rep.member),
+                    {"error": rep.error},
+                    severity=Severity.WARNING,
+                )
+        for note in res.notes:
+            yield Hit(
+                f"{rel}: {note}",
+                "Treat the archive as suspicious: regular torch checkpoints do not look like this.",
+                Location(file=rel),
+                severity=Severity.WARNING,
+            )
+
+
+def _auto_maps(ctx: Context) -> Iterator[tuple[str, str, str]]:
+    """(file, class key, reference) for every auto_map entry."""
+    sources: list[tuple[str, Any]] = []
+    if ctx.availability("config") is None:
+        sources.append(("config.json", ctx.config.get("auto_map")))
+    tc = ctx.path("tokenizer_config.json")
+    if tc.is_file():
+        try:
+            doc = load_file(tc, max_bytes=50 * 1024 * 1024).value
+        except JsonLoadError:
+            doc = None
+        if isinstance(doc, dict):
+            sources.append(("tokenizer_config.json", doc.get("auto_map")))
+    for file, amap in sources:
+        if not isinstance(amap, dict):
+            continue
+        for key, ref in amap.items():
+            refs = ref if isinstance(ref, list) else [ref]
+            for r in refs:
+                if isinstance(r, str):
+                    yield file, str(key), r
+
+
+def trust_remote_code(ctx: Context) -> bool:
+    """Whether code from the folder is allowed (CLI flag or model_config.trust_remote_code)."""
+    mc = coerce(ctx.model_config or {})
+    return bool(ctx.options.trust_remote_code or mc.get("trust_remote_code") is True)
+
+
+@check("SEC002", "remote code (auto_map) is declared and allowed", Severity.ERROR)
+def remote_code(ctx: Context) -> Iterator[Hit]:
+    """``auto_map`` in config.json or tokenizer_config.json means the model's classes are Python files
+    shipped with the weights: loading needs ``trust_remote_code`` and runs that code. Without it the
+    init fails; with it, the folder's code runs with the service's rights. The ``org/repo--module.Class``
+    form fetches code from another repository at load time.
+
+    Bad: ``"auto_map": {"AutoModelForCausalLM": "someone/other--modeling.Model"}``.
+    Good: no auto_map (a model transformers ships), or reviewed local code with trust_remote_code true.
+    Fix: prefer a natively supported architecture; otherwise review the .py files and set trust_remote_code.
+    """
+    allowed = trust_remote_code(ctx)
+    for file, key, ref in _auto_maps(ctx):
+        loc = Location(file=file, key=f"{file}:auto_map.{key}")
+        if _CROSS_REPO.match(ref):
+            yield Hit(
+                f"{file} auto_map {key} → {ref!r} pulls code from another repository at load time",
+                "Vendor and review that code locally, or use a model whose classes ship with transformers.",
+                loc,
+                {"ref": ref},
+            )
+        elif not allowed:
+            yield Hit(
+                f"{file} auto_map {key} → {ref!r} needs trust_remote_code, which is not enabled: the init would fail",
+                "Review the folder's .py files, then set model_config trust_remote_code true (or --trust-remote-code).",
+                loc,
+                {"ref": ref},
+            )
+        else:
+            yield Hit(
+                f"{file} auto_map {key} → {ref!r}: the folder's code will run (trust_remote_code is enabled)",
+                "Make sure the .py files in the folder were reviewed.",
+                loc,
+                {"ref": ref},
+                severity=Severity.WARNING,
+            )
+
+
+@check("SEC003", "no Python files in the weights folder", Severity.WARNING)
+def python_files(ctx: Context) -> Iterator[Hit]:
+    """``*.py`` files in a weight folder are code that ``trust_remote_code`` (or a careless import)
+    runs with the service's rights.
+
+    Bad: ``modeling_custom.py`` next to the weights.
+    Good: weights, configs and tokenizer files only.
+    Fix: review the code, or use a natively supported architecture and delete it.
+    """
+    for e in ctx.listing.entries:
+        if e.rel.endswith((".py", ".pyc", ".so")) and not e.is_dir:
+            yield Hit(
+                f"{e.rel} is code inside the weights folder",
+                "Review it before enabling trust_remote_code, or remove it.",
+                Location(file=e.rel),
+            )
+
+
+def _hf_cache_link(ctx: Context, e: Entry, target: Path) -> bool:
+    """A Hugging Face cache snapshot link (``snapshots/<rev>/f`` → ``../../blobs/<sha>``)."""
+    parts = target.parts
+    return "blobs" in parts and any(p == "snapshots" for p in ctx.weights_dir.resolve().parts)
+
+
+@check("SEC004", "no symlink leaves the folder", Severity.ERROR)
+def symlinks(ctx: Context) -> Iterator[Hit]:
+    """A symlink pointing outside the folder makes the loader read files someone else controls.
+    Hugging Face cache snapshots link into the same cache's blobs (a warning: MindIE's file check
+    rejects every symlink unless ``MINDIE_CHECK_INPUTFILES_PERMISSION=0``).
+
+    Bad: ``model.safetensors -> /tmp/model.safetensors``.
+    Good: regular files (``huggingface-cli download --local-dir DIR`` writes them).
+    Fix: copy the real files into the folder.
+    """
+    root = ctx.weights_dir.resolve()
+    for e in ctx.listing.entries:
+        if not e.is_link:
+            continue
+        try:
+            target = ctx.path(e.rel).resolve()
+        except (OSError, RuntimeError):
+            yield Hit(f"{e.rel} is a symlink loop", "Replace it with the real file.", Location(file=e.rel))
+            continue
+        inside = target == root or root in target.parents
+        if _hf_cache_link(ctx, e, target):
+            yield Hit(
+                f"{e.rel} links into the Hugging Face cache ({e.link_target}); MindIE's file check rejects symlinks",
+                "Download with --local-dir to get regular files, or set MINDIE_CHECK_INPUTFILES_PERMISSION=0 knowingly.",
+                Location(file=e.rel),
+                {"target": str(target)},
+                severity=Severity.WARNING,
+            )
+        elif not inside:
+            yield Hit(
+                f"{e.rel} is a symlink to {target}, outside the weights folder",
+                "Copy the real file into the folder.",
+                Location(file=e.rel),
+                {"target": str(target)},
+            )
+
+
+def _readable(path: Path) -> bool:
+    """Whether this process (its effective user) can open the file — tried, not inferred."""
+    try:
+        with open(path, "rb"):
+            return True
+    except OSError:
+        return False
+
+
+@check("SEC005", "no file writable by others or unreadable", Severity.ERROR)
+def permissions(ctx: Context) -> Iterator[Hit]:
+    """A weight or config file anyone on the host can write can be swapped under the service (and
+    MindIE refuses it); a file the current user cannot read fails the load.
+
+    Bad: ``-rw-rw-rw- model.safetensors``.
+    Good: ``-rw-r----- model.safetensors`` owned by the service user.
+    Fix: ``chmod o-w`` (and make the files readable by the service user).
+    """
+    for rel in ctx.listing.unreadable:
+        yield Hit(
+            f"folder {rel} cannot be listed by the current user; its files were not checked",
+            "Make the folder readable and searchable (r-x) by the user that runs the service.",
+            Location(file=rel),
+        )
+    for e in ctx.listing.entries:
+        if e.is_link:
+            continue
+        if e.mode & stat.S_IWOTH and not (e.is_dir and e.mode & stat.S_ISVTX):
+            yield Hit(
+                f"{e.rel or '.'} is writable by any user (mode {stat.filemode(e.mode)})",
+                f"chmod o-w {e.rel}",
+                Location(file=e.rel),
+                {"mode": oct(e.mode & 0o7777)},
+            )
+        if e.is_file and not _readable(ctx.path(e.rel)):
+            yield Hit(
+                f"{e.rel} cannot be read by the current user (mode {stat.filemode(e.mode)}, owner uid {e.uid})",
+                "Make the file readable by the user that runs the service.",
+                Location(file=e.rel),
+            )
+
+
+@check("SEC006", "files pass MindIE's own file-safety rules", Severity.WARNING)
+def mindie_file_rules(ctx: Context) -> Iterator[Hit]:
+    """mindie_llm's ``file_utils`` checks the files it opens: owner is the current user or root (or
+    shares its group), not writable by group or others ("The file should not be writable by group
+    users."), no symlinks, configs ≤ 10 MB; atb_llm's stricter check also refuses config files others
+    can read ("Check Other group permission failed: Current permission is 4, but required no greater
+    than 0" — which files it applies to varies by release, so that one is a note).
+    ``MINDIE_CHECK_INPUTFILES_PERMISSION=0`` switches the checks off.
+
+    Bad: ``-rw-rw-r-- config.json`` owned by another user.
+    Good: ``-rw-r----- config.json`` owned by the service user.
+    Fix: ``chmod g-w,o-rwx`` the config files and ``chown`` the folder to the service user.
+    """
+    if ctx.env.get("MINDIE_CHECK_INPUTFILES_PERMISSION") == "0":
+        return
+    uid, gid = os.geteuid(), os.getgid()
+    files = [e for e in ctx.listing.entries if e.is_file]
+    group_w = [e for e in files if e.mode & stat.S_IWGRP]
+    if group_w:
+        e = group_w[0]
+        yield Hit(
+            f"{len(group_w)} file(s) are writable by their group (e.g. {e.rel}, mode {stat.filemode(e.mode)}); MindIE "
+            "fails with 'The file should not be writable by group users.'",
+            f"chmod g-w {' '.join(x.rel for x in group_w[:5])}{' …' if len(group_w) > 5 else ''}",
+            Location(file=e.rel),
+            {"files": [x.rel for x in group_w[:50]]},
+        )
+    foreign = [e for e in files if not (uid == 0 or e.uid == uid or e.gid == gid)]
+    if foreign:
+        yield Hit(
+            f"{len(foreign)} file(s) are owned by another user outside your group (e.g. {foreign[0].rel}, uid "
+            f"{foreign[0].uid}); MindIE's owner check refuses them",
+            "chown the folder to the user that runs the service.",
+            Location(file=foreign[0].rel),
+        )
+    for e in files:
+        if (
+            e.top_level
+            and e.rel in ("config.json", "generation_config.json", "tokenizer_config.json")
+            and e.size > 10 * 1024 * 1024
+        ):
+            yield Hit(
+                f"{e.rel} is {e.size:,} bytes; MindIE opens config files up to 10 MB",
+                "Shrink it.",
+                Location(file=e.rel),
+            )
+    readable = [e for e in files if e.top_level and e.rel.endswith(_CONFIG_LIKE) and e.mode & 0o007]
+    if readable:
+        e = readable[0]
+        yield Hit(
+            f"{len(readable)} config file(s) are readable by others (e.g. {e.rel}, mode {stat.filemode(e.mode)}); "
+            f"atb_llm's strict check may fail with 'Check Other group permission failed: Current permission is "
+            f"{e.mode & 0o007}, but required no greater than 0'",
+            "chmod o-rwx the config files if your MindIE release enforces it.",
+            Location(file=e.rel),
+            severity=Severity.INFO,
+        )
+    counts: dict[str, int] = {}
+    for e in ctx.listing.entries:
+        parent = e.rel.rsplit("/", 1)[0] if "/" in e.rel else "."
+        counts[parent] = counts.get(parent, 0) + 1
+    for d, n in counts.items():
+        if n > 1024:
+            yield Hit(
+                f"{d} holds {n} entries; MindIE's check allows 1024 per directory",
+                "Move unrelated files out.",
+                Location(file=d),
+            )

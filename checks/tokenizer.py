@@ -1,0 +1,306 @@
+"""TOK: the tokenizer and generation config — present, readable, and consistent with the model."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from toolkit.context import Context
+from toolkit.errors import Unavailable
+from toolkit.formats.tokenizer import TokenizerFormatError, read_json_object, read_tokenizer_json, token_text
+from toolkit.model import Hit, Location, Severity
+from toolkit.registry import check
+
+TOKENIZER_FILES = (
+    "tokenizer.json",
+    "tokenizer.model",
+    "vocab.json",
+    "vocab.txt",
+    "qwen.tiktoken",
+    "tokenizer.tiktoken",
+    "ice_text.model",
+    "spiece.model",
+)
+
+
+@check("TOK001", "tokenizer files are present", Severity.ERROR)
+def tokenizer_present(ctx: Context) -> Iterator[Hit]:
+    """The generator loads the tokenizer with the weights (``model_wrapper.tokenizer``); without
+    tokenizer files the init fails after the weights are loaded.
+
+    Bad: a folder with weights and config.json only.
+    Good: ``tokenizer.json`` (or ``tokenizer.model``, or ``vocab.json`` + ``merges.txt``) and ``tokenizer_config.json``.
+    Fix: copy the tokenizer files from the model's release.
+    """
+    present = [f for f in TOKENIZER_FILES if ctx.path(f).is_file()]
+    if not present:
+        yield Hit(
+            "no tokenizer files (tokenizer.json, tokenizer.model, vocab.json, …): the generator cannot load a tokenizer",
+            "Copy the tokenizer files from the model's release.",
+            Location(file="tokenizer.json"),
+        )
+    elif "vocab.json" in present and "tokenizer.json" not in present and not ctx.path("merges.txt").is_file():
+        yield Hit(
+            "vocab.json without merges.txt: a BPE tokenizer needs both",
+            "Copy merges.txt from the release.",
+            Location(file="merges.txt"),
+        )
+    if not ctx.path("tokenizer_config.json").is_file():
+        yield Hit(
+            "tokenizer_config.json is missing: special tokens and the tokenizer class fall back to defaults",
+            "Copy tokenizer_config.json from the model's release.",
+            Location(file="tokenizer_config.json"),
+            severity=Severity.WARNING,
+        )
+
+
+@check("TOK002", "tokenizer.json and tokenizer_config.json parse", Severity.ERROR)
+def tokenizer_readable(ctx: Context) -> Iterator[Hit]:
+    """A tokenizer.json that is not valid JSON, or has no ``model.vocab``, fails the tokenizer load;
+    so does a malformed tokenizer_config.json.
+
+    Bad: a tokenizer.json truncated by an interrupted download.
+    Good: ``{"model": {"type": "BPE", "vocab": {...}, "merges": [...]}, "added_tokens": [...]}``.
+    Fix: download the file again.
+    """
+    if ctx.path("tokenizer.json").is_file():
+        try:
+            read_tokenizer_json(ctx.path("tokenizer.json"))
+        except TokenizerFormatError as exc:
+            yield Hit(
+                f"tokenizer.json cannot be used: {exc}",
+                "Download tokenizer.json again.",
+                Location(file="tokenizer.json"),
+            )
+    for rel in ("tokenizer_config.json", "special_tokens_map.json"):
+        if ctx.path(rel).is_file():
+            try:
+                read_json_object(ctx.path(rel))
+            except TokenizerFormatError as exc:
+                yield Hit(f"{rel} cannot be used: {exc}", f"Download {rel} again.", Location(file=rel))
+
+
+@check("TOK003", "tokenizer ids fit the embedding", Severity.ERROR, requires=("tokenizer", "architecture"))
+def vocab_fits_embedding(ctx: Context) -> Iterator[Hit]:
+    """Every id the tokenizer emits indexes an embedding row; an id beyond the table is an
+    out-of-range gather on the device — a crash mid-request, not at start-up.
+
+    Bad: a tokenizer with 151,665 ids over a 151,643-row embedding (added tokens without a resize).
+    Good: tokenizer ids < embedding rows (extra padded rows are fine).
+    Fix: resize the embeddings after adding tokens (``model.resize_token_embeddings``) and re-save.
+    """
+    fam, _ = ctx.architecture
+    emb = ctx.tensors.get(fam.embed)
+    if emb is None or not emb.info.shape:
+        return
+    rows = emb.info.shape[0]
+    tok = ctx.tokenizer
+    if tok.size > rows:
+        over = sorted((i, t) for t, i in tok.token_to_id.items() if i >= rows)[:5]
+        yield Hit(
+            f"the tokenizer emits ids up to {tok.max_id:,} but {fam.embed} has {rows:,} rows "
+            f"(e.g. {', '.join(f'{t!r}={i}' for i, t in over)})",
+            "Resize the embeddings to cover the tokenizer (resize_token_embeddings) and re-save, or use the matching tokenizer.",
+            Location(file="tokenizer.json", tensor=fam.embed),
+            {"tokenizer_ids": tok.size, "embedding_rows": rows},
+        )
+
+
+def _ids(value: Any) -> list[int]:
+    if isinstance(value, bool):
+        return []
+    if isinstance(value, int):
+        return [value]
+    if isinstance(value, list):
+        return [v for v in value if isinstance(v, int) and not isinstance(v, bool)]
+    return []
+
+
+@check("TOK004", "bos/eos/pad ids are in the vocabulary and consistent", Severity.ERROR, requires=("config",))
+def special_tokens(ctx: Context) -> Iterator[Hit]:
+    """The generator stops on ``eos_token_id`` and pads with ``pad_token_id``. An id outside the
+    vocabulary crashes the sampler or never matches (endless generation); config.json,
+    generation_config.json and tokenizer_config.json disagreeing means generation stops on one token
+    in one server and another elsewhere.
+
+    Bad: config.json ``eos_token_id`` 2 while tokenizer_config.json's eos_token ``<|im_end|>`` is id 151645.
+    Good: the same ids everywhere, all below vocab_size.
+    Fix: make the three files agree (generation_config.json wins at generation time).
+    """
+    cfg = ctx.text_config
+    vocab = cfg.get("vocab_size") if isinstance(cfg.get("vocab_size"), int) else None
+    sources: dict[str, dict[str, Any]] = {"config.json": cfg}
+    try:
+        sources["generation_config.json"] = ctx.json_object("generation_config.json")
+    except Unavailable:
+        pass
+    for file, doc in sources.items():
+        for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+            for i in _ids(doc.get(key)):
+                if i < 0 or (vocab is not None and i >= vocab):
+                    yield Hit(
+                        f"{file} {key} {i} is outside the vocabulary (vocab_size {vocab})",
+                        f"Set {key} to the id the tokenizer gives the token.",
+                        Location(file=file, key=f"{file}:{key}"),
+                    )
+    gen = sources.get("generation_config.json")
+    if gen is not None:
+        for key in ("bos_token_id", "eos_token_id"):
+            a, b = set(_ids(cfg.get(key))), set(_ids(gen.get(key)))
+            if a and b and not (a <= b or b <= a):
+                yield Hit(
+                    f"config.json {key} {sorted(a)} and generation_config.json {key} {sorted(b)} disagree",
+                    "Make them agree (generation_config.json is what generation uses).",
+                    Location(file="generation_config.json", key=f"generation_config.json:{key}"),
+                    severity=Severity.WARNING,
+                )
+    if ctx.availability("tokenizer") is not None:
+        return
+    try:
+        tc = ctx.json_object("tokenizer_config.json")
+    except Unavailable:
+        return
+    tok = ctx.tokenizer
+    expected = set(_ids(cfg.get("eos_token_id")))
+    if gen is not None:
+        expected |= set(_ids(gen.get("eos_token_id")))
+    for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+        text = token_text(tc.get(key))
+        if text is None:
+            continue
+        tid = tok.token_to_id.get(text)
+        if tid is None:
+            yield Hit(
+                f"tokenizer_config.json {key} {text!r} is not in the tokenizer's vocabulary",
+                f"Set {key} to a token the tokenizer defines.",
+                Location(file="tokenizer_config.json", key=f"tokenizer_config.json:{key}"),
+            )
+        elif key == "eos_token" and expected and tid not in expected:
+            yield Hit(
+                f"tokenizer_config.json eos_token {text!r} is id {tid}, but config/generation_config eos_token_id is "
+                f"{sorted(expected)}: generation would not stop on the tokenizer's end token",
+                f"Add {tid} to eos_token_id in generation_config.json (it may be a list).",
+                Location(file="generation_config.json", key="generation_config.json:eos_token_id"),
+                {"token": text, "id": tid, "eos_token_id": sorted(expected)},
+                severity=Severity.WARNING,
+            )
+
+
+@check("TOK005", "generation_config.json parses and fits the model", Severity.WARNING, requires=("config",))
+def generation_config(ctx: Context) -> Iterator[Hit]:
+    """generation_config.json sets defaults for every request; a malformed file is ignored by some
+    servers and fatal to others, and a ``max_length`` beyond ``max_position_embeddings`` lets requests
+    run past the positions the model was trained on.
+
+    Bad: ``{"max_length": 32768}`` for a model with 4096 positions.
+    Good: ``max_length`` ≤ max_position_embeddings.
+    Fix: lower max_length, or fix the file's JSON.
+    """
+    path = ctx.path("generation_config.json")
+    if not path.is_file():
+        return
+    try:
+        gen = read_json_object(path)
+    except TokenizerFormatError as exc:
+        yield Hit(
+            f"generation_config.json cannot be used: {exc}",
+            "Restore it from the release.",
+            Location(file="generation_config.json"),
+            severity=Severity.ERROR,
+        )
+        return
+    mpe = ctx.text_config.get("max_position_embeddings")
+    ml = gen.get("max_length")
+    if isinstance(mpe, int) and isinstance(ml, int) and not isinstance(ml, bool) and ml > mpe:
+        yield Hit(
+            f"generation_config.json max_length {ml:,} exceeds max_position_embeddings {mpe:,}",
+            f"Lower max_length to {mpe:,} or less.",
+            Location(file="generation_config.json", key="generation_config.json:max_length"),
+        )
+
+
+def chat_templates(ctx: Context) -> dict[str, str]:
+    """Chat templates by name, from tokenizer_config.json, chat_template.jinja or chat_template.json."""
+    out: dict[str, str] = {}
+    try:
+        tc = ctx.json_object("tokenizer_config.json")
+    except Unavailable:
+        tc = {}
+    t = tc.get("chat_template")
+    if isinstance(t, str):
+        out["default"] = t
+    elif isinstance(t, list):
+        for item in t:
+            if isinstance(item, dict) and isinstance(item.get("template"), str):
+                out[str(item.get("name", "default"))] = item["template"]
+    jinja = ctx.path("chat_template.jinja")
+    if jinja.is_file() and jinja.stat().st_size < 10 * 1024 * 1024:
+        out.setdefault("default", jinja.read_text(encoding="utf-8", errors="replace"))
+    try:
+        cj = ctx.json_object("chat_template.json")
+        if isinstance(cj.get("chat_template"), str):
+            out.setdefault("default", cj["chat_template"])
+    except Unavailable:
+        pass
+    return out
+
+
+SAMPLE = [
+    {"role": "system", "content": "You are helpful."},
+    {"role": "user", "content": "Hello"},
+    {"role": "assistant", "content": "Hi."},
+    {"role": "user", "content": "Bye"},
+]
+
+
+def render_template(template: str, tokens: dict[str, str | None]) -> str:
+    """Render a chat template in Jinja2's immutable sandbox, as transformers does (never executes
+    Python beyond the sandbox's safe subset)."""
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.globals["raise_exception"] = raise_exception
+    return env.from_string(template).render(messages=SAMPLE, add_generation_prompt=True, tools=None, **tokens)
+
+
+@check("TOK006", "the chat template is present and renders", Severity.WARNING)
+def chat_template(ctx: Context) -> Iterator[Hit]:
+    """Chat endpoints format messages with the tokenizer's chat template (Jinja2). Without one they
+    refuse chat requests or fall back to a generic format the model was not trained on; a template
+    that fails to render fails every chat request.
+
+    Bad: a template using ``{{ messages[0]['content'] | unknown_filter }}``.
+    Good: a template that renders system/user/assistant turns and the generation prompt.
+    Fix: copy chat_template from the model's release (tokenizer_config.json or chat_template.jinja).
+    """
+    templates = chat_templates(ctx)
+    if not templates:
+        yield Hit(
+            "no chat template (tokenizer_config.json chat_template or chat_template.jinja): chat requests cannot "
+            "be formatted as the model expects",
+            "Copy the chat template from the model's release if it is a chat model.",
+            Location(file="tokenizer_config.json", key="tokenizer_config.json:chat_template"),
+            severity=Severity.INFO,
+        )
+        return
+    tokens: dict[str, str | None] = {}
+    try:
+        tc = ctx.json_object("tokenizer_config.json")
+        for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+            tokens[key] = token_text(tc.get(key))
+    except Unavailable:
+        pass
+    for name, template in templates.items():
+        try:
+            render_template(template, tokens)
+        except Exception as exc:  # noqa: BLE001 - any template failure is the finding
+            yield Hit(
+                f"chat template {name!r} fails to render a sample conversation: {type(exc).__name__}: {exc}",
+                "Fix the template or copy it again from the model's release.",
+                Location(file="tokenizer_config.json", key="chat_template"),
+                {"template": name},
+            )

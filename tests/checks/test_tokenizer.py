@@ -1,0 +1,133 @@
+"""TOK checks on real trained tokenizers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tests.conftest import check_folder, ids, only, problems
+from tests.factory import fix_config
+from toolkit.model import Severity
+
+
+def test_clean(llama: Path) -> None:
+    assert [i for i in ids(check_folder(llama)) if i.startswith("TOK")] == []
+
+
+def test_no_tokenizer(llama: Path) -> None:
+    for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        (llama / f).unlink()
+    r = check_folder(llama)
+    fs = only(r, "TOK001")
+    assert [f.severity for f in fs] == [Severity.ERROR, Severity.WARNING]
+
+
+def test_tokenizer_json_truncated(llama: Path) -> None:
+    p = llama / "tokenizer.json"
+    p.write_bytes(p.read_bytes()[:500])
+    r = check_folder(llama)
+    [f] = only(r, "TOK002")
+    assert f.location.file == "tokenizer.json"
+    assert "TOK002" in {c.reason.split("see ")[-1].rstrip(")") for c in r.checks if c.id == "TOK003" and c.reason}
+
+
+def test_tokenizer_larger_than_embedding(llama: Path) -> None:
+    doc = json.loads((llama / "tokenizer.json").read_text())
+    doc["added_tokens"].append(
+        {
+            "id": 400,
+            "content": "<|new|>",
+            "single_word": False,
+            "lstrip": False,
+            "rstrip": False,
+            "normalized": False,
+            "special": True,
+        }
+    )
+    (llama / "tokenizer.json").write_text(json.dumps(doc))
+    [f] = only(check_folder(llama), "TOK003")
+    assert "'<|new|>'=400" in f.message and f.details["embedding_rows"] == 320
+
+
+def test_eos_outside_vocab(llama: Path) -> None:
+    (llama / "generation_config.json").write_text(json.dumps({"eos_token_id": [2, 999], "bos_token_id": 1}))
+    fs = only(check_folder(llama), "TOK004")
+    assert any(f.location.key == "generation_config.json:eos_token_id" and "999" in f.message for f in fs)
+
+
+def test_config_and_generation_config_disagree(llama: Path) -> None:
+    (llama / "generation_config.json").write_text(json.dumps({"eos_token_id": 5, "bos_token_id": 1}))
+    fs = only(check_folder(llama), "TOK004")
+    assert any(f.severity is Severity.WARNING and "disagree" in f.message for f in fs)
+
+
+def test_tokenizer_eos_not_stopping(llama: Path) -> None:
+    tc = json.loads((llama / "tokenizer_config.json").read_text())
+    tc["eos_token"] = "<pad>"
+    (llama / "tokenizer_config.json").write_text(json.dumps(tc))
+    fs = only(check_folder(llama), "TOK004")
+    assert any("would not stop" in f.message for f in fs)
+
+
+def test_special_token_not_in_vocab(llama: Path) -> None:
+    tc = json.loads((llama / "tokenizer_config.json").read_text())
+    tc["bos_token"] = {"content": "<|begin|>"}
+    (llama / "tokenizer_config.json").write_text(json.dumps(tc))
+    fs = only(check_folder(llama), "TOK004")
+    assert any(f.location.key == "tokenizer_config.json:bos_token" for f in fs)
+
+
+def test_generation_max_length(llama: Path) -> None:
+    (llama / "generation_config.json").write_text(json.dumps({"max_length": 4096, "eos_token_id": 2}))
+    [f] = only(check_folder(llama), "TOK005")
+    assert f.location.key == "generation_config.json:max_length"
+
+
+def test_generation_config_garbage(llama: Path) -> None:
+    (llama / "generation_config.json").write_bytes(b"\x00\x01garbage")
+    [f] = only(check_folder(llama), "TOK005")
+    assert f.severity is Severity.ERROR
+
+
+def test_no_chat_template_is_info(llama: Path) -> None:
+    (llama / "chat_template.jinja").unlink()
+    r = check_folder(llama)
+    assert [f.severity for f in only(r, "TOK006")] == [Severity.INFO]
+    assert problems(r) == []
+
+
+def test_chat_template_broken(llama: Path) -> None:
+    (llama / "chat_template.jinja").write_text("{{ messages[0]['content'] | no_such_filter }}")
+    [f] = only(check_folder(llama), "TOK006")
+    assert "fails to render" in f.message
+
+
+def test_chat_template_cannot_escape_sandbox(llama: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    (llama / "chat_template.jinja").write_text(
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}{{ cycler.__init__.__globals__.os.system('touch "
+        + str(marker)
+        + "') }}"
+    )
+    [f] = only(check_folder(llama), "TOK006")
+    assert "SecurityError" in f.message or "undefined" in f.message.lower()
+    assert not marker.exists()
+
+
+def test_chat_template_in_tokenizer_config_list(llama: Path) -> None:
+    (llama / "chat_template.jinja").unlink()
+    tc = json.loads((llama / "tokenizer_config.json").read_text())
+    tc["chat_template"] = [
+        {"name": "default", "template": "{% for m in messages %}{{ m.content }}{% endfor %}"},
+        {"name": "tool_use", "template": "{{ raise_exception('no tools') }}"},
+    ]
+    (llama / "tokenizer_config.json").write_text(json.dumps(tc))
+    [f] = only(check_folder(llama), "TOK006")
+    assert f.details == {"template": "tool_use"}
+
+
+def test_vocab_json_without_merges(llama: Path) -> None:
+    (llama / "tokenizer.json").unlink()
+    (llama / "vocab.json").write_text("{}")
+    fix_config(llama)
+    assert any("merges.txt" in f.message for f in only(check_folder(llama), "TOK001"))

@@ -1,0 +1,85 @@
+"""tokenizer.json, tokenizer_config.json and generation_config.json read as JSON (no tokenizer library)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from toolkit.formats.jsonload import JsonLoadError, load_file
+
+MAX_TOKENIZER_BYTES = 512 * 1024 * 1024
+
+
+class TokenizerFormatError(Exception):
+    """tokenizer.json is not a usable tokenizer description."""
+
+
+@dataclass(frozen=True)
+class TokenizerInfo:
+    """The vocabulary a tokenizer.json defines."""
+
+    model_type: str | None
+    token_to_id: dict[str, int]
+    max_id: int
+    added: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        """Number of ids the tokenizer can emit (max id + 1)."""
+        return self.max_id + 1
+
+
+def read_tokenizer_json(path: Path) -> TokenizerInfo:
+    """Parse tokenizer.json; raise :class:`TokenizerFormatError` naming what is wrong."""
+    try:
+        doc = load_file(path, max_bytes=MAX_TOKENIZER_BYTES, max_depth=64, track_duplicates=False).value
+    except JsonLoadError as exc:
+        raise TokenizerFormatError(exc.message) from None
+    if not isinstance(doc, dict):
+        raise TokenizerFormatError("top level is not an object")
+    model = doc.get("model")
+    if not isinstance(model, dict):
+        raise TokenizerFormatError('"model" is missing or not an object')
+    vocab = model.get("vocab")
+    token_to_id: dict[str, int] = {}
+    if isinstance(vocab, dict):
+        for tok, idx in vocab.items():
+            if isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0:
+                token_to_id[tok] = idx
+    elif isinstance(vocab, list):  # Unigram: [[piece, score], ...]; the id is the position
+        for i, item in enumerate(vocab):
+            if isinstance(item, list) and item and isinstance(item[0], str):
+                token_to_id[item[0]] = i
+    else:
+        raise TokenizerFormatError('"model.vocab" is missing')
+    added: dict[str, int] = {}
+    for item in doc.get("added_tokens") or []:
+        if isinstance(item, dict) and isinstance(item.get("content"), str) and isinstance(item.get("id"), int):
+            added[item["content"]] = item["id"]
+    ids = list(token_to_id.values()) + list(added.values())
+    if not ids:
+        raise TokenizerFormatError("the vocabulary is empty")
+    merged = dict(token_to_id)
+    merged.update(added)
+    return TokenizerInfo(model.get("type") if isinstance(model.get("type"), str) else None, merged, max(ids), added)
+
+
+def read_json_object(path: Path, max_bytes: int = 50 * 1024 * 1024) -> dict[str, Any]:
+    """A small JSON object file (tokenizer_config.json, generation_config.json)."""
+    try:
+        doc = load_file(path, max_bytes=max_bytes, max_depth=32).value
+    except JsonLoadError as exc:
+        raise TokenizerFormatError(exc.message) from None
+    if not isinstance(doc, dict):
+        raise TokenizerFormatError("top level is not a JSON object")
+    return doc
+
+
+def token_text(value: Any) -> str | None:
+    """A special token as tokenizer_config.json writes it: a string or ``{"content": ...}``."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("content"), str):
+        return str(value["content"])
+    return None
