@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from toolkit.context import CONFIG_NAME, MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, Context
 from toolkit.formats.jsonload import JsonLoadError
 from toolkit.formats.safetensors import FLOAT_DTYPES, TORCH_NAME
+from toolkit.mconfig import coerce
 from toolkit.model import Hit, Location, Severity
 from toolkit.registry import check
 from toolkit.units import fmt_bytes
@@ -203,4 +204,32 @@ def model_identity(ctx: Context) -> Iterator[Hit]:
             'Add "architectures": ["<ModelClass>ForCausalLM"] from the original release.',
             Location(file=CONFIG_NAME, key="config.json:architectures"),
             severity=Severity.WARNING,
+        )
+
+
+#: model_type values whose MindIE/ATB implementation accepts only float16 (FACTS.md §1; qwen2 from
+#: models/qwen2/causal_qwen2.py — unverified for other releases).
+FP16_ONLY = frozenset({"qwen2"})
+
+
+@check("CFG007", "the model family accepts the dtype on MindIE", Severity.WARNING, requires=("config",))
+def family_dtype(ctx: Context) -> Iterator[Hit]:
+    """Some MindIE (ATB) model implementations accept only float16 and raise ``unsupported type:
+    bfloat16`` from the constructor (e.g. qwen2's ``causal_qwen2.py``; which families varies by
+    release, so this is a warning).
+
+    Bad: a qwen2 folder with ``"torch_dtype": "bfloat16"`` deployed with ``backend_type`` atb.
+    Good: ``"torch_dtype": "float16"`` for that family (the model README lists what it supports).
+    Fix: set torch_dtype to float16 and check for overflow with --deep.
+    """
+    if ctx.model_config is None or coerce(ctx.model_config).get("backend_type") != "atb":
+        return
+    mt = ctx.text_config.get("model_type")
+    if mt in FP16_ONLY and ctx.declared_dtype == "bfloat16":
+        yield Hit(
+            f"model_type {mt!r} runs only in float16 on MindIE's ATB backend; bfloat16 fails with "
+            "'unsupported type: bfloat16'",
+            'Set "torch_dtype": "float16" (run --deep to check the values fit fp16).',
+            Location(file="config.json", key="config.json:torch_dtype"),
+            {"model_type": mt},
         )

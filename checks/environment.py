@@ -12,9 +12,11 @@ from typing import Any
 
 from toolkit.context import Context
 from toolkit.envvars import parse_float, parse_visible_devices
+from toolkit.errors import Unavailable
 from toolkit.formats.jsonload import JsonLoadError, load_file
 from toolkit.mconfig import coerce
-from toolkit.model import Hit, Location, Severity
+from toolkit.model import Hit, Location, Phase, Severity
+from toolkit.probe import ProbeResult
 from toolkit.registry import check
 
 
@@ -282,3 +284,238 @@ def deprecated_log_vars(ctx: Context) -> Iterator[Hit]:
                 f"Use the MINDIE_LOG_* variables instead of {name}.",
                 Location(env=name),
             )
+
+
+def _probe(ctx: Context) -> ProbeResult:
+    probe = ctx.probe
+    if probe.failure:
+        raise Unavailable(f"the environment probe failed ({probe.failure}; see ENV010)")
+    return probe
+
+
+def _wants_npu(ctx: Context, probe: ProbeResult) -> bool:
+    return ctx.options.device == "npu" or (
+        ctx.options.device == "auto" and ("torch_npu" in probe.packages or ascend_install_present())
+    )
+
+
+@check("ENV010", "the environment probe ran", Severity.ERROR, phase=Phase.ENVIRONMENT, requires=("probe",))
+def probe_ran(ctx: Context) -> Iterator[Hit]:
+    """The probe imports torch (and torch_npu) in a subprocess with your environment. If that process
+    hangs or dies, the deployment's interpreter cannot even start the generator.
+
+    Bad: the probe killed by SIGSEGV while importing torch_npu.
+    Good: the probe reports versions and devices.
+    Fix: run the interpreter by hand (``python -c 'import torch'``) and fix what it prints.
+    """
+    probe = ctx.probe
+    if probe.failure:
+        yield Hit(
+            f"the environment probe under {probe.python} {probe.failure}",
+            "Run that interpreter by hand (python -c 'import torch') and fix what it reports.",
+            Location(),
+            {"stderr_tail": probe.stderr_tail[-2000:]},
+        )
+
+
+@check("ENV011", "torch imports", Severity.ERROR, phase=Phase.ENVIRONMENT, requires=("probe",))
+def torch_imports(ctx: Context) -> Iterator[Hit]:
+    """Every generator starts with ``import torch``. Since torch 2.5 that also loads installed device
+    backends, so a torch_npu without CANN breaks it: ``RuntimeError: Failed to load the backend
+    extension: torch_npu``.
+
+    Bad: torch-npu installed, CANN not installed or not sourced.
+    Good: ``python -c 'import torch'`` succeeds in the service's environment.
+    Fix: install and source CANN (``set_env.sh``); TORCH_DEVICE_BACKEND_AUTOLOAD=0 only hides it.
+    """
+    probe = _probe(ctx)
+    f = probe.import_failure("torch")
+    if f is not None:
+        yield Hit(
+            f"import torch fails ({f.kind}): {f.message}. {f.explanation}",
+            f.fix,
+            Location(env="TORCH_DEVICE_BACKEND_AUTOLOAD" if f.kind == "autoload-failure" else None),
+            {"kind": f.kind, "library": f.library},
+        )
+
+
+@check("ENV012", "torch_npu loads", Severity.ERROR, phase=Phase.ENVIRONMENT, requires=("probe",))
+def torch_npu_loads(ctx: Context) -> Iterator[Hit]:
+    """MindIE runs on ``torch_npu``; it needs CANN's libraries (``libhccl.so``, ``libascendcl.so``) on
+    the loader path and a version built for the installed torch.
+
+    Bad: ``ImportError: libhccl.so: cannot open shared object file``.
+    Good: ``import torch_npu`` and ``torch.npu.device_count()`` > 0.
+    Fix: ``source /usr/local/Ascend/ascend-toolkit/set_env.sh``; install the matching torch_npu.
+    """
+    probe = _probe(ctx)
+    if not _wants_npu(ctx, probe):
+        return
+    if "torch_npu" not in probe.packages:
+        if ctx.options.device == "npu":
+            yield Hit(
+                "torch_npu is not installed but --device npu was asked for",
+                "pip install torch-npu matching the torch version, with CANN installed.",
+                Location(),
+            )
+        return
+    f = probe.import_failure("torch_npu")
+    if f is None and probe.import_failure("torch") is not None:
+        return  # ENV011 already says why
+    if f is not None:
+        yield Hit(
+            f"import torch_npu fails ({f.kind}): {f.message}. {f.explanation}",
+            f.fix,
+            Location(env="ASCEND_HOME_PATH"),
+            {"kind": f.kind, "library": f.library},
+        )
+    elif probe.npu_count == 0:
+        yield Hit(
+            "torch_npu loads but sees no NPU (device_count() is 0)",
+            "Check the driver (npu-smi info), the /dev/davinci* devices passed to the container, and "
+            "ASCEND_RT_VISIBLE_DEVICES.",
+            Location(env="ASCEND_RT_VISIBLE_DEVICES"),
+        )
+
+
+def _base_version(v: str) -> str:
+    return v.split("+")[0]
+
+
+@check("ENV013", "torch_npu matches the torch version", Severity.ERROR, phase=Phase.ENVIRONMENT, requires=("probe",))
+def torch_npu_version(ctx: Context) -> Iterator[Hit]:
+    """torch_npu ``X.Y.Z[.postN]`` is built for torch ``X.Y.Z`` exactly; any other pair fails at import
+    with undefined symbols or refuses to load.
+
+    Bad: torch 2.6.0 with torch-npu 2.5.1.
+    Good: torch 2.5.1 with torch-npu 2.5.1.post1.
+    Fix: install the torch-npu release for the installed torch (or the other way round).
+    """
+    probe = _probe(ctx)
+    tv, nv = probe.packages.get("torch"), probe.packages.get("torch_npu")
+    if not tv or not nv:
+        return
+    t = _base_version(tv)
+    n = _base_version(nv).split(".post")[0].split("rc")[0]
+    if t != n:
+        yield Hit(
+            f"torch_npu {nv} is built for torch {n}, but torch {tv} is installed",
+            f"pip install torch=={n} (or the torch-npu release for torch {t}).",
+            Location(),
+            {"torch": tv, "torch_npu": nv},
+        )
+
+
+#: torch_npu (major.minor.patch[.postN]) → CANN release it is built for (COMPATIBILITY.en.md).
+CANN_MATRIX = {
+    "2.1.0.post10": "8.0.0",
+    "2.5.1": "8.1.RC1",
+    "2.6.0": "8.2.RC1",
+    "2.7.1": "8.3.RC1",
+    "2.9.0": "8.5.0",
+    "2.9.0.post2": "9.0.0",
+    "2.12.0": "9.1.0",
+}
+
+
+@check("ENV014", "CANN matches torch_npu", Severity.WARNING, phase=Phase.ENVIRONMENT, requires=("probe",))
+def cann_matrix(ctx: Context) -> Iterator[Hit]:
+    """Each torch_npu release is built against one CANN release (torch_npu's COMPATIBILITY table);
+    other pairs fail with undefined symbols or misbehave.
+
+    Bad: torch-npu 2.5.1 on CANN 8.0.0.
+    Good: torch-npu 2.5.1 on CANN 8.1.RC1.
+    Fix: install the CANN release the table gives, or the torch_npu built for your CANN.
+    """
+    probe = _probe(ctx)
+    nv = probe.packages.get("torch_npu")
+    if not nv:
+        return
+    cann = (probe.data.get("cann") or {}).get("toolkit_version")
+    key = _base_version(nv)
+    want = CANN_MATRIX.get(key) or CANN_MATRIX.get(key.split(".post")[0])
+    if cann is None:
+        if _wants_npu(ctx, probe):
+            yield Hit(
+                f"torch_npu {nv} is installed but no CANN toolkit was found (no version.info under ASCEND_HOME_PATH "
+                "or /usr/local/Ascend)",
+                f"Install CANN {want or '(the release for this torch_npu)'} and source its set_env.sh.",
+                Location(env="ASCEND_HOME_PATH"),
+                {"torch_npu": nv, "cann_expected": want},
+            )
+        return
+    if want is None:
+        yield Hit(
+            f"torch_npu {nv} is not in the compatibility table this tool knows; CANN is {cann}",
+            "Check torch_npu's COMPATIBILITY table for this release.",
+            Location(),
+            severity=Severity.INFO,
+        )
+    elif not str(cann).startswith(want):
+        yield Hit(
+            f"torch_npu {nv} is built for CANN {want}, but CANN {cann} is installed",
+            f"Install CANN {want}, or the torch_npu release built for CANN {cann}.",
+            Location(env="ASCEND_HOME_PATH"),
+            {"torch_npu": nv, "cann": cann, "expected": want},
+        )
+
+
+@check("ENV015", "the requested device is present", Severity.ERROR, phase=Phase.ENVIRONMENT, requires=("probe",))
+def device_present(ctx: Context) -> Iterator[Hit]:
+    """``--device npu`` needs an NPU torch_npu can see, ``--device cuda`` a CUDA device; ``auto``
+    picks NPU, then CUDA, then CPU and says which.
+
+    Bad: ``--device cuda`` on a host whose torch is a CPU build.
+    Good: ``--device cuda`` with ``torch.cuda.is_available()``.
+    Fix: install the right torch build, or pass the device you have.
+    """
+    probe = _probe(ctx)
+    want = ctx.options.device
+    if want == "npu" and not probe.npu_devices and probe.import_failure("torch_npu") is None:
+        yield Hit(
+            "--device npu, but no NPU is visible to torch_npu",
+            "Check npu-smi info and ASCEND_RT_VISIBLE_DEVICES.",
+            Location(env="ASCEND_RT_VISIBLE_DEVICES"),
+        )
+    elif want == "cuda" and not probe.cuda_devices and probe.import_failure("torch") is None:
+        build = (probe.data.get("torch") or {}).get("cuda_build")
+        yield Hit(
+            "--device cuda, but torch sees no CUDA device" + ("" if build else " (this torch is a CPU build)"),
+            "Install a CUDA build of torch, or check CUDA_VISIBLE_DEVICES and the driver.",
+            Location(env="CUDA_VISIBLE_DEVICES"),
+        )
+    elif want == "auto" and probe.import_failure("torch") is None:
+        kind = "NPU" if probe.npu_devices else "CUDA" if probe.cuda_devices else "CPU"
+        yield Hit(
+            f"--device auto: the init will run on {kind}",
+            "Pass --device to choose another.",
+            Location(),
+            severity=Severity.INFO,
+        )
+
+
+@check(
+    "ENV009",
+    "the target device supports the load dtype",
+    Severity.ERROR,
+    phase=Phase.PLAN,
+    requires=("config", "target"),
+)
+def dtype_on_device(ctx: Context) -> Iterator[Hit]:
+    """Ascend 910A-family (SoC 100–104) and 310P (SoC 200–205) chips have no bfloat16: MindIE fails with
+    "This device does not support bfloat16.Please change the data type (i.e. `torch_dtype`) to
+    float16". Pre-Ampere NVIDIA GPUs emulate bf16 slowly or not at all.
+
+    Bad: ``"torch_dtype": "bfloat16"`` for an Atlas 300I Duo (310P3).
+    Good: ``"torch_dtype": "float16"`` on 310P3 (check the values fit fp16 with ``--deep``).
+    Fix: set torch_dtype to float16 (and scan for fp16 overflow with --deep).
+    """
+    dev = ctx.target
+    if ctx.declared_dtype == "bfloat16" and dev.bf16 is False:
+        yield Hit(
+            f"torch_dtype is bfloat16 but {dev.name} has no bfloat16 support: MindIE fails with 'This device does "
+            "not support bfloat16.Please change the data type (i.e. `torch_dtype`) to float16'",
+            'Set "torch_dtype": "float16" in config.json and run --deep to check for fp16 overflow.',
+            Location(file="config.json", key="config.json:torch_dtype"),
+            {"device": dev.name, "soc_version": dev.soc_version},
+        )

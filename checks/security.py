@@ -12,7 +12,6 @@ from typing import Any
 from toolkit.context import Context, Entry
 from toolkit.formats.jsonload import JsonLoadError, load_file
 from toolkit.formats.pickle_scan import ScanResult, looks_like_pickle, scan_file
-from toolkit.mconfig import coerce
 from toolkit.model import Hit, Location, Severity
 from toolkit.registry import check
 
@@ -105,12 +104,6 @@ def _auto_maps(ctx: Context) -> Iterator[tuple[str, str, str]]:
                     yield file, str(key), r
 
 
-def trust_remote_code(ctx: Context) -> bool:
-    """Whether code from the folder is allowed (CLI flag or model_config.trust_remote_code)."""
-    mc = coerce(ctx.model_config or {})
-    return bool(ctx.options.trust_remote_code or mc.get("trust_remote_code") is True)
-
-
 @check("SEC002", "remote code (auto_map) is declared and allowed", Severity.ERROR)
 def remote_code(ctx: Context) -> Iterator[Hit]:
     """``auto_map`` in config.json or tokenizer_config.json means the model's classes are Python files
@@ -122,7 +115,7 @@ def remote_code(ctx: Context) -> Iterator[Hit]:
     Good: no auto_map (a model transformers ships), or reviewed local code with trust_remote_code true.
     Fix: prefer a natively supported architecture; otherwise review the .py files and set trust_remote_code.
     """
-    allowed = trust_remote_code(ctx)
+    allowed = ctx.trust_remote_code
     for file, key, ref in _auto_maps(ctx):
         loc = Location(file=file, key=f"{file}:auto_map.{key}")
         if _CROSS_REPO.match(ref):

@@ -8,7 +8,7 @@ from typing import Any
 from toolkit.context import Context
 from toolkit.errors import Unavailable
 from toolkit.formats.tokenizer import TokenizerFormatError, read_json_object, read_tokenizer_json, token_text
-from toolkit.model import Hit, Location, Severity
+from toolkit.model import Hit, Location, Phase, Severity
 from toolkit.registry import check
 
 TOKENIZER_FILES = (
@@ -304,3 +304,32 @@ def chat_template(ctx: Context) -> Iterator[Hit]:
                 Location(file="tokenizer_config.json", key="chat_template"),
                 {"template": name},
             )
+
+
+@check(
+    "TOK007",
+    "the installed tokenizers library reads tokenizer.json",
+    Severity.ERROR,
+    phase=Phase.ENVIRONMENT,
+    requires=("probe",),
+)
+def tokenizer_loads(ctx: Context) -> Iterator[Hit]:
+    """A tokenizer.json written by a newer ``tokenizers`` can be unreadable by the installed one
+    (``data did not match any variant of untagged enum ModelWrapper``); the init fails after the
+    weights load.
+
+    Bad: tokenizer.json from tokenizers 0.20 with tokenizers 0.13 installed.
+    Good: ``tokenizers.Tokenizer.from_file("tokenizer.json")`` succeeds in the service's environment.
+    Fix: upgrade tokenizers (and transformers) in the deployment environment.
+    """
+    probe = ctx.probe
+    if probe.failure:
+        raise Unavailable(f"the environment probe failed ({probe.failure}; see ENV010)")
+    err = probe.error("tokenizers")
+    if err is not None:
+        yield Hit(
+            f"the installed tokenizers {probe.packages.get('tokenizers', '?')} cannot read tokenizer.json: "
+            f"{err.get('type')}: {str(err.get('message'))[:300]}",
+            "Upgrade tokenizers (and transformers) in the deployment environment.",
+            Location(file="tokenizer.json"),
+        )

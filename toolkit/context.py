@@ -375,6 +375,15 @@ class Context:
         except TokenizerFormatError as exc:
             raise Unavailable(f"{rel} could not be read ({exc})") from None
 
+    @property
+    def trust_remote_code(self) -> bool:
+        """Whether code from the folder may run: ``--trust-remote-code`` or model_config's flag."""
+        if self.options.trust_remote_code:
+            return True
+        from toolkit.mconfig import coerce
+
+        return coerce(self.model_config or {}).get("trust_remote_code") is True
+
     # -- later phases (imported lazily so the static phase stays light) --------------------
 
     @cached_property

@@ -117,7 +117,17 @@ def run(
         checks=tuple(CheckRecord.from_result(r) for r in results),
         findings=tuple(f for r in results for f in r.findings),
         environment=ctx.probe.to_dict() if ctx.computed("probe") else None,
-        memory=ctx.plan.to_dict() if ctx.computed("plan") else None,
+        memory=_memory(ctx),
         init=ctx.init_outcome.to_dict() if ctx.computed("init_outcome") else None,
         integrity=ctx.deep_scan.to_dict() if ctx.computed("deep_scan") else None,
     )
+
+
+def _memory(ctx: Context) -> dict[str, object] | None:
+    """The plan, with the init's measured peak attached when an init ran."""
+    if not ctx.computed("plan"):
+        return None
+    plan = ctx.plan
+    if ctx.computed("init_outcome") and ctx.init_outcome.classified.outcome == "ok":
+        plan = plan.with_measurement(ctx.init_outcome.peak_bytes, ctx.init_outcome.peak_source)
+    return plan.to_dict()

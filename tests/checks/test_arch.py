@@ -29,7 +29,8 @@ def _remote_mc() -> dict:  # type: ignore[type-arg]
 
 
 CLEAN_CASES = (
-    [dict(family=f) for f in HF_FAMILIES]
+    [dict(family=f) for f in HF_FAMILIES if f != "qwen2"]
+    + [dict(family="qwen2", dtype="float16")]
     + [dict(family=f, dtype="float16") for f in REMOTE_FAMILIES]
     + [
         dict(family="llama", tie=True),
@@ -249,3 +250,10 @@ def test_header_only_read(make_model) -> None:  # type: ignore[no-untyped-def]
     data[8 + n :] = bytes(len(data) - 8 - n)
     p.write_bytes(bytes(data))
     assert problems(check_folder(m)) == []
+
+
+def test_qwen2_bf16_on_atb_warns(make_model) -> None:  # type: ignore[no-untyped-def]
+    m = make_model(family="qwen2")
+    [f] = only(check_folder(m, MC), "CFG007")
+    assert f.severity is Severity.WARNING and "unsupported type: bfloat16" in f.message
+    assert "CFG007" not in ids(check_folder(m, {**MC, "backend_type": "torch"}))

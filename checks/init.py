@@ -1,0 +1,123 @@
+"""INIT: the real generator init in a sandboxed subprocess — did it come up, and as planned?"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from toolkit.context import Context
+from toolkit.errors import Unavailable
+from toolkit.model import Hit, Location, Phase, Severity
+from toolkit.registry import check
+from toolkit.sandbox import InitOutcome
+from toolkit.units import fmt_bytes
+
+
+def _advice(ctx: Context, o: InitOutcome) -> str:
+    kind = o.classified.outcome
+    plan = ctx.plan if ctx.availability("plan") is None else None
+    if kind == "oom-device":
+        parts = []
+        if plan is not None and plan.kv is not None:
+            seq = plan.max_seq_len_fit()
+            if seq:
+                parts.append(f"lower max_seq_len to {seq:,}")
+            b = plan.max_batch_fit()
+            if b:
+                parts.append(f"lower max_batch_size to {b}")
+            parts.append(f"raise world_size to {plan.world_size * 2}")
+        parts.append("or use a larger card")
+        return "; ".join(parts).capitalize() + "."
+    if kind == "oom-host":
+        limit = f" (the cap was {fmt_bytes(o.memory_limit)})" if o.memory_limit else ""
+        need = f"; the plan predicts a peak of {fmt_bytes(plan.predicted_peak_bytes)}" if plan else ""
+        return (
+            f"Give the process more host memory{limit}{need}; lower max_seq_len/max_batch_size; re-shard the weights."
+        )
+    if kind == "timeout":
+        return f"Raise --timeout (it was {o.timeout:.0f}s) if loading is just slow; the last stage was {o.last_stage}."
+    if kind == "import-error":
+        lib = o.classified.library or ""
+        if lib.startswith("lib") and ".so" in lib:
+            return f"{lib} is missing from the loader path: source CANN's set_env.sh (install CANN if needed)."
+        return f"Install the missing module {lib} in the deployment environment (or pass --python)."
+    if kind == "unsupported-dtype":
+        return 'Set "torch_dtype" to float16 or bfloat16 (the model README lists what it supports).'
+    if kind == "crash":
+        return "A native library crashed: check driver/CANN/torch versions; the stderr tail is in the report."
+    return "See the error and the stderr tail in the report."
+
+
+@check(
+    "INIT001", "the generator initialises in the sandbox", Severity.ERROR, phase=Phase.INIT, requires=("init_outcome",)
+)
+def init_ok(ctx: Context) -> Iterator[Hit]:
+    """Runs the full generator init — tokenizer, weights in the config's dtype on the device, sampler,
+    a KV cache sized as MindIE sizes it, a few-token forward — in a subprocess with time and memory
+    limits. Every failure is caught and classified: device OOM, host OOM, timeout, missing library,
+    unsupported dtype, crash.
+
+    Bad: ``NPU out of memory. Tried to allocate 2.00 GiB`` while allocating the KV cache.
+    Good: the init finishes and the measured peak matches the plan.
+    Fix: follow the advice in the finding (it uses the plan's numbers).
+    """
+    o = ctx.init_outcome
+    c = o.classified
+    if c.outcome == "ok":
+        return
+    if c.outcome == "unavailable":
+        yield Hit(
+            f"--generator {o.generator}: {c.summary}; the sandboxed init was skipped",
+            "Run on a host with MindIE installed (or pass --python to its interpreter), or use --generator transformers.",
+            Location(),
+            {"outcome": c.outcome},
+            severity=Severity.INFO,
+        )
+        return
+    stage = (o.result or {}).get("stage") or o.last_stage
+    yield Hit(
+        f"the {o.generator} init on {o.device} failed ({c.outcome}) in stage {stage!r}: {c.summary}",
+        _advice(ctx, o),
+        Location(key=f"init.{stage}" if stage else None),
+        {
+            "outcome": c.outcome,
+            "stage": stage,
+            "requested_bytes": c.requested_bytes,
+            "library": c.library,
+            "stderr_tail": o.stderr_tail[-1500:],
+        },
+    )
+
+
+@check(
+    "INIT002",
+    "measured peak memory matches the plan",
+    Severity.WARNING,
+    phase=Phase.INIT,
+    requires=("init_outcome", "plan"),
+)
+def measured_vs_plan(ctx: Context) -> Iterator[Hit]:
+    """After a successful init the measured peak (device allocator on NPU/CUDA, process RSS on CPU) is
+    compared with the plan's prediction; a large gap means the plan's numbers — and the limits it
+    suggests — should not be trusted for this model.
+
+    Bad: predicted 14 GiB, measured 22 GiB.
+    Good: within 10–25%.
+    Fix: report the model and both numbers; plan with extra headroom meanwhile.
+    """
+    o = ctx.init_outcome
+    if o.classified.outcome != "ok":
+        raise Unavailable("the init did not succeed (see INIT001)")
+    peak = o.peak_bytes
+    if not peak:
+        raise Unavailable("the generator reported no peak memory")
+    plan = ctx.plan
+    predicted = plan.predicted_peak_bytes
+    err = (predicted - peak) / peak
+    sev = Severity.WARNING if abs(err) > 0.25 else Severity.INFO
+    yield Hit(
+        f"measured peak {fmt_bytes(peak)} ({o.peak_source}) vs predicted {fmt_bytes(predicted)} ({err:+.1%})",
+        "Nothing to do." if sev is Severity.INFO else "Plan with extra headroom; the plan misjudges this model.",
+        Location(),
+        {"measured": peak, "predicted": predicted, "error_pct": round(err * 100, 2)},
+        severity=sev,
+    )

@@ -1,0 +1,348 @@
+"""The per-rank memory plan (DESIGN.md §7): weights + KV cache + workspace + runtime overhead,
+against the device budget — before anything is loaded.
+
+Terms, all per rank:
+
+* **weights** — every tensor at the load dtype (config ``torch_dtype``; non-float/quantised tensors
+  as stored). Tensor-parallel tensors are divided by ``world_size``; replicated ones (norms,
+  row-parallel biases, MoE routers) count whole; K/V projections divide by ``min(world_size,
+  num_key_value_heads)`` because KV heads are replicated when there are fewer than ranks.
+* **KV cache** — MindIE's block formula (FACTS.md §1): ``block_bytes = block_size × dtype_bytes ×
+  kv_heads_per_rank × head_dim × 2 (K and V) × layers``; ``blocks = max_batch_size ×
+  ceil(max_seq_len / block_size)``. MLA models (DeepSeek) cache ``kv_lora_rank + qk_rope_head_dim``
+  values per token and layer, not per head.
+* **workspace** — activations of one prefill of ``T`` tokens (``T = max_prefill_tokens``, else
+  ``max_seq_len``): ``T × (4·hidden + 3·intermediate/world_size) × dtype_bytes`` plus fp32 logits
+  for the batch's last tokens ``max_batch_size × vocab/world_size × 4``. An estimate: flash attention
+  keeps scores out of it.
+* **runtime overhead** — NPU: 2 GiB for the CANN/ATB runtime and its workspace (an estimate);
+  CUDA: 0.5 GiB for the CUDA context; CPU: the interpreter with torch and transformers imported,
+  as the probe measured it (else 400 MiB), plus 120 MiB that loading a model adds (measured).
+* **budget** — device total × fraction − memory already in use, where fraction is
+  ``NPU_MEMORY_FRACTION`` (default 0.8 as in mindie_llm) on NPU, 0.9 on CUDA (vLLM's default
+  ``gpu_memory_utilization``), 1.0 on CPU.
+
+The sandboxed init loads the weights, allocates the KV cache and runs a few-token forward; its
+expected peak (``predicted_peak_bytes``) is overhead + weights + KV + a small forward, plus, on CPU,
+the largest shard while it is mapped and copied.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from toolkit.errors import Unavailable
+from toolkit.formats.safetensors import DTYPE_BITS, FLOAT_DTYPES
+
+if TYPE_CHECKING:
+    from toolkit.catalog import DeviceSpec
+    from toolkit.context import Context
+
+GIB = 1024**3
+MIB = 1024**2
+DTYPE_BYTES = {"float16": 2, "bfloat16": 2, "float32": 4, "float64": 8}
+OVERHEAD = {"npu": 2 * GIB, "cuda": GIB // 2, "cpu": 400 * MIB}
+#: What loading a model adds to the CPU process beyond ``import torch, transformers`` (model class,
+#: generation and tokenizer modules, allocator arenas). Measured with torch 2.13 / transformers 5.24
+#: on a tiny model: 358 MB RSS after the weights vs 248 MB after the imports (bench/RESULTS.md).
+CPU_FRAMEWORK_LOAD = 120 * MIB
+DEFAULT_FRACTION = {"npu": 0.8, "cuda": 0.9, "cpu": 1.0}
+_COLUMN_BIASES = ("q_proj.bias", "k_proj.bias", "v_proj.bias", "query_key_value.bias", "W_pack.bias", "wqkv.bias")
+_KV_PROJ = ("k_proj.weight", "v_proj.weight", "k_proj.bias", "v_proj.bias")
+MAX_SEQ_CAP = 1_000_000
+
+
+@dataclass(frozen=True)
+class KvPlan:
+    """The KV cache sizing."""
+
+    block_size: int
+    block_bytes: int
+    per_token_bytes: int
+    blocks: int
+    batch: int
+    seq_len: int
+    seq_len_source: str
+    kv_heads_per_rank: int
+    dtype_bytes: int
+    head_dim: int
+    layers: int
+    tensors_per_layer: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Every term of the per-rank plan, and how it compares with the budget."""
+
+    world_size: int
+    load_dtype: str | None
+    weights_total_bytes: int
+    weights_bytes: int
+    largest_shard_bytes: int
+    kv: KvPlan | None
+    workspace_bytes: int
+    overhead_bytes: int
+    device: DeviceSpec | None
+    fraction: float | None
+    in_use_bytes: int
+    notes: tuple[str, ...] = ()
+    measured_peak_bytes: int | None = None
+    measured_source: str | None = None
+    host_available_bytes: int | None = None
+    init_forward_bytes: int = 0
+
+    @property
+    def kv_cache_bytes(self) -> int:
+        """KV cache bytes (0 when unknown)."""
+        return self.kv.blocks * self.kv.block_bytes if self.kv else 0
+
+    @property
+    def total_bytes(self) -> int:
+        """What the deployment needs per rank."""
+        return self.weights_bytes + self.kv_cache_bytes + self.workspace_bytes + self.overhead_bytes
+
+    @property
+    def budget_bytes(self) -> int | None:
+        """What the device gives this rank (None without a device)."""
+        if self.device is None or self.fraction is None:
+            return None
+        return max(int(self.device.total_bytes * self.fraction) - self.in_use_bytes, 0)
+
+    @property
+    def headroom_bytes(self) -> int | None:
+        """Budget minus need (negative: it does not fit)."""
+        b = self.budget_bytes
+        return None if b is None else b - self.total_bytes
+
+    @property
+    def predicted_peak_bytes(self) -> int:
+        """What the sandboxed init should peak at (no full-size prefill; CPU adds the mapped shard)."""
+        transient = self.largest_shard_bytes if self.device is not None and self.device.kind == "cpu" else 0
+        return self.overhead_bytes + self.weights_bytes + self.kv_cache_bytes + self.init_forward_bytes + transient
+
+    def kv_budget(self) -> int | None:
+        """Bytes left for the KV cache after weights, workspace and overhead."""
+        b = self.budget_bytes
+        if b is None:
+            return None
+        return b - self.weights_bytes - self.workspace_bytes - self.overhead_bytes
+
+    def max_seq_len_fit(self) -> int | None:
+        """Longest max_seq_len that fits at the configured batch (0: not even one block)."""
+        room = self.kv_budget()
+        if room is None or self.kv is None:
+            return None
+        blocks = max(room, 0) // self.kv.block_bytes if self.kv.block_bytes else 0
+        per_seq = blocks // max(self.kv.batch, 1)
+        return min(per_seq * self.kv.block_size, MAX_SEQ_CAP)
+
+    def max_batch_fit(self) -> int | None:
+        """Largest batch that fits at the configured max_seq_len."""
+        room = self.kv_budget()
+        if room is None or self.kv is None:
+            return None
+        blocks = max(room, 0) // self.kv.block_bytes if self.kv.block_bytes else 0
+        return blocks // max(math.ceil(self.kv.seq_len / self.kv.block_size), 1)
+
+    def with_measurement(self, peak: int | None, source: str | None) -> Plan:
+        """The plan with the init's measured peak attached."""
+        return replace(self, measured_peak_bytes=peak, measured_source=source)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's ``memory`` section."""
+        kv = self.kv
+        measured = self.measured_peak_bytes
+        predicted = self.predicted_peak_bytes
+        return {
+            "world_size": self.world_size,
+            "load_dtype": self.load_dtype,
+            "device": self.device.to_dict() if self.device else None,
+            "fraction": self.fraction,
+            "in_use_bytes": self.in_use_bytes,
+            "weights_total_bytes": self.weights_total_bytes,
+            "weights_bytes": self.weights_bytes,
+            "kv_cache_bytes": self.kv_cache_bytes if kv else None,
+            "workspace_bytes": self.workspace_bytes,
+            "overhead_bytes": self.overhead_bytes,
+            "total_bytes": self.total_bytes,
+            "budget_bytes": self.budget_bytes,
+            "headroom_bytes": self.headroom_bytes,
+            "largest_shard_bytes": self.largest_shard_bytes,
+            "host_available_bytes": self.host_available_bytes,
+            "kv": None
+            if kv is None
+            else {
+                "block_size": kv.block_size,
+                "block_bytes": kv.block_bytes,
+                "per_token_bytes": kv.per_token_bytes,
+                "blocks": kv.blocks,
+                "batch": kv.batch,
+                "seq_len": kv.seq_len,
+                "seq_len_source": kv.seq_len_source,
+                "kv_heads_per_rank": kv.kv_heads_per_rank,
+                "max_seq_len_fit": self.max_seq_len_fit(),
+                "max_batch_fit": self.max_batch_fit(),
+            },
+            "predicted_peak_bytes": predicted,
+            "measured_peak_bytes": measured,
+            "measured_source": self.measured_source,
+            "prediction_error_pct": None if not measured else round((predicted - measured) / measured * 100, 2),
+            "notes": list(self.notes),
+        }
+
+
+@dataclass
+class _Acc:
+    total: int = 0
+    per_rank: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def _ints(mc: dict[str, Any], key: str) -> int | None:
+    v = mc.get(key)
+    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+
+
+def weights_per_rank(ctx: Context, world_size: int, load_bytes: int | None) -> tuple[int, int]:
+    """(total bytes at load dtype, bytes per rank) with tensor-parallel sharding."""
+    kv_heads = None
+    if ctx.availability("architecture") is None:
+        kv_heads = ctx.architecture[1].kv_heads
+    acc = _Acc()
+    for name, loc in ctx.tensors.items():
+        info = loc.info
+        if info.dtype in FLOAT_DTYPES and load_bytes is not None:
+            nbytes = info.numel * load_bytes
+        else:
+            nbytes = info.numel * DTYPE_BITS[info.dtype] // 8
+        acc.total += nbytes
+        if world_size == 1:
+            acc.per_rank += nbytes
+            continue
+        one_d = len(info.shape) <= 1
+        if (one_d and not name.endswith(_COLUMN_BIASES)) or name.endswith(("gate.weight", "e_score_correction_bias")):
+            acc.per_rank += nbytes  # replicated
+        elif name.endswith(_KV_PROJ) and kv_heads:
+            acc.per_rank += nbytes / min(world_size, kv_heads)
+        else:
+            acc.per_rank += nbytes / world_size
+    return acc.total, math.ceil(acc.per_rank)
+
+
+def make_plan(ctx: Context) -> Plan:
+    """Build the plan from the folder, the model_config, the environment and the target device."""
+    notes: list[str] = []
+    mc = dict(ctx.model_config_effective) if ctx.model_config is not None else {}
+    ws = _ints(mc, "world_size") or 1
+    load_dtype = ctx.declared_dtype
+    load_bytes = DTYPE_BYTES.get(load_dtype or "")
+    if load_bytes is None:
+        notes.append(f"load dtype {load_dtype!r} unknown: float tensors counted as stored")
+    total, per_rank = weights_per_rank(ctx, ws, load_bytes)
+    largest = max((h.file_size for h in _headers(ctx)), default=0)
+
+    device: DeviceSpec | None
+    try:
+        device = ctx.target
+    except Unavailable as exc:
+        device = None
+        notes.append(str(exc))
+    kind = device.kind if device else "npu"
+
+    kv: KvPlan | None = None
+    workspace = 0
+    init_forward = 0
+    dtype_bytes = load_bytes or 2
+    if ctx.availability("architecture") is None:
+        fam, d = ctx.architecture
+        cfg = ctx.text_config
+        layers = d.layers
+        block = _ints(mc, "block_size") or 128
+        if fam.attention == "mla" and cfg.get("kv_lora_rank"):
+            # MLA caches one compressed latent (plus the rope part) per token and layer
+            head_dim = int(cfg["kv_lora_rank"]) + int(cfg.get("qk_rope_head_dim") or 0)
+            kv_rank, tensors = 1, 1
+        else:
+            head_dim, kv_rank, tensors = d.head_dim, max(d.kv_heads // ws, 1), 2
+        per_token = tensors * kv_rank * head_dim * dtype_bytes * layers
+        seq = _ints(mc, "max_seq_len")
+        source = "model_config.max_seq_len"
+        if seq is None:
+            mpe = cfg.get("max_position_embeddings") or cfg.get("seq_length") or cfg.get("model_max_length")
+            seq = mpe if isinstance(mpe, int) and mpe > 0 else 2048
+            source = "config.json max_position_embeddings" if isinstance(mpe, int) else "default 2048"
+        seq = min(seq, MAX_SEQ_CAP)
+        batch = _ints(mc, "max_batch_size") or 1
+        blocks = batch * math.ceil(seq / block)
+        kv = KvPlan(
+            block,
+            block * per_token,
+            per_token,
+            blocks,
+            batch,
+            seq,
+            source,
+            kv_rank,
+            dtype_bytes,
+            head_dim,
+            layers,
+            tensors,
+        )
+        t = _ints(mc, "max_prefill_tokens") or seq
+        inter = (d.moe_intermediate or d.intermediate or 4 * d.hidden) // ws
+        vocab = (d.vocab or 0) // ws
+        workspace = t * (4 * d.hidden + 3 * inter) * dtype_bytes + batch * vocab * 4
+        few = 16
+        init_forward = few * (4 * d.hidden + 3 * inter) * 4 + few * vocab * 4
+    else:
+        notes.append("architecture unknown: KV cache and workspace not planned")
+
+    overhead = OVERHEAD[kind]
+    if device is not None and device.kind == "cpu" and ctx.availability("probe") is None:
+        rss = ctx.probe.host.get("runtime_rss_bytes")
+        if isinstance(rss, int) and rss > 0:
+            overhead = rss + CPU_FRAMEWORK_LOAD
+    fraction: float | None = None
+    in_use = 0
+    if device is not None:
+        fraction = DEFAULT_FRACTION[device.kind]
+        if device.kind == "npu":
+            from toolkit.envvars import parse_float
+
+            raw = ctx.env.get("NPU_MEMORY_FRACTION")
+            v = parse_float(raw) if raw is not None else None
+            if v is not None and 0 < v <= 1:
+                fraction = v
+        if device.free_bytes is not None:
+            in_use = max(device.total_bytes - int(device.free_bytes), 0)
+        npu_mem = _ints(mc, "npu_mem")
+        if device.kind == "npu" and npu_mem is not None and kv is not None:
+            notes.append(f"npu_mem {npu_mem} GB caps the KV cache at {npu_mem} GiB")
+    host_avail = None
+    if ctx.availability("probe") is None:
+        v = ctx.probe.host.get("memavailable_bytes")
+        host_avail = int(v) if isinstance(v, int) else None
+    return Plan(
+        world_size=ws,
+        load_dtype=load_dtype,
+        weights_total_bytes=total,
+        weights_bytes=per_rank,
+        largest_shard_bytes=largest,
+        kv=kv,
+        workspace_bytes=workspace,
+        overhead_bytes=overhead,
+        device=device,
+        fraction=fraction,
+        in_use_bytes=in_use,
+        notes=tuple(notes),
+        host_available_bytes=host_avail,
+        init_forward_bytes=init_forward,
+    )
+
+
+def _headers(ctx: Context) -> list[Any]:
+    from toolkit.formats.safetensors import Header
+
+    return [h for rel in ctx.loaded_files if isinstance(h := ctx.headers.get(rel), Header)]

@@ -1,0 +1,199 @@
+"""Running the environment probe (``probe_script.py``) and reading what it found."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from toolkit.proc import ProcOutcome, run_isolated, tail
+
+if TYPE_CHECKING:
+    from toolkit.context import RunOptions
+
+SCRIPT = Path(__file__).with_name("probe_script.py")
+
+
+@dataclass(frozen=True)
+class ImportFailure:
+    """A classified import failure: what kind, the missing library, the explanation and the fix."""
+
+    kind: str  # cann-missing | autoload-failure | abi-mismatch | torch-missing | other
+    message: str
+    library: str | None
+    explanation: str
+    fix: str
+
+
+_LIB = re.compile(r"(lib[\w.+-]+\.so(?:\.[\d.]+)?)")
+
+
+def classify_import_error(text: str) -> ImportFailure:
+    """Explain why ``import torch`` / ``import torch_npu`` failed, from the exception text."""
+    lib_match = _LIB.search(text)
+    lib = lib_match.group(1) if lib_match else None
+    ascend_lib = lib is not None and any(k in lib for k in ("hccl", "ascend", "acl", "atb", "opapi", "ge_", "npu"))
+    first = text.strip().splitlines()[0] if text.strip() else text
+    if "No module named 'torch'" in text or 'No module named "torch"' in text:
+        return ImportFailure(
+            "torch-missing",
+            first,
+            None,
+            "torch is not installed in this interpreter.",
+            "pip install torch (the version your torch_npu or CUDA needs), or pass --python.",
+        )
+    if "Failed to load the backend extension" in text:
+        cause = f" (underlying: {lib} cannot be loaded)" if lib else ""
+        return ImportFailure(
+            "autoload-failure",
+            first,
+            lib,
+            "torch >= 2.5 auto-loads installed device backends; torch_npu is installed but cannot load"
+            + cause
+            + ", so even 'import torch' fails — and transformers with it.",
+            "Install CANN and 'source /usr/local/Ascend/ascend-toolkit/set_env.sh' (the fix); "
+            "TORCH_DEVICE_BACKEND_AUTOLOAD=0 only hides the error until the NPU is used.",
+        )
+    if "undefined symbol" in text:
+        return ImportFailure(
+            "abi-mismatch",
+            first,
+            lib,
+            "a compiled extension was built against another version of torch, CANN or ATB (undefined symbol).",
+            "Install torch_npu (and ATB/MindIE) built for exactly this torch and CANN version.",
+        )
+    if lib and ("cannot open shared object file" in text or ascend_lib):
+        return ImportFailure(
+            "cann-missing",
+            first,
+            lib,
+            f"{lib} is part of CANN: CANN is not installed, or its environment is not sourced.",
+            "source /usr/local/Ascend/ascend-toolkit/set_env.sh (install CANN first if it is missing).",
+        )
+    return ImportFailure("other", first, lib, "the import raised an unexpected error.", "See the message.")
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """What the probe saw, or why it saw nothing."""
+
+    data: Mapping[str, Any]
+    outcome: ProcOutcome | None
+    stderr_tail: str = ""
+    failure: str | None = None  # why the probe itself produced no result
+    python: str = field(default_factory=lambda: sys.executable)
+
+    def error(self, step: str) -> Mapping[str, Any] | None:
+        """The recorded exception of a probe step."""
+        errs = self.data.get("errors") or {}
+        value = errs.get(step)
+        return value if isinstance(value, Mapping) else None
+
+    def import_failure(self, step: str) -> ImportFailure | None:
+        """A classified import failure of ``torch`` or ``torch_npu``."""
+        err = self.error(step)
+        if err is None:
+            return None
+        return classify_import_error(f"{err.get('type')}: {err.get('message')}\n{err.get('traceback', '')}")
+
+    @property
+    def packages(self) -> Mapping[str, str]:
+        """Installed distributions and their versions."""
+        return self.data.get("packages") or {}
+
+    @property
+    def npu_count(self) -> int | None:
+        """torch.npu.device_count(), when torch_npu loaded."""
+        npu = self.data.get("npu")
+        return int(npu["count"]) if isinstance(npu, Mapping) and isinstance(npu.get("count"), int) else None
+
+    @property
+    def npu_devices(self) -> list[Mapping[str, Any]]:
+        """NPU devices with name and memory."""
+        npu = self.data.get("npu")
+        return list(npu.get("devices") or []) if isinstance(npu, Mapping) else []
+
+    @property
+    def cuda_devices(self) -> list[Mapping[str, Any]]:
+        """CUDA devices with name and memory."""
+        cuda = self.data.get("cuda")
+        return list(cuda.get("devices") or []) if isinstance(cuda, Mapping) else []
+
+    @property
+    def host(self) -> Mapping[str, Any]:
+        """Host RAM, CPUs, /dev/shm."""
+        return self.data.get("host") or {}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's ``environment`` section."""
+        out = {k: v for k, v in self.data.items() if k != "errors"}
+        errors = {}
+        for step, err in (self.data.get("errors") or {}).items():
+            entry = {"type": err.get("type"), "message": err.get("message")}
+            if step in ("torch", "torch_npu"):
+                f = self.import_failure(step)
+                if f is not None:
+                    entry.update(kind=f.kind, library=f.library, explanation=f.explanation, fix=f.fix)
+            errors[step] = entry
+        out["errors"] = errors
+        out["probe"] = {
+            "python": self.python,
+            "failure": self.failure,
+            "returncode": self.outcome.returncode if self.outcome else None,
+            "signal": self.outcome.signal_name if self.outcome else None,
+            "duration_s": round(self.outcome.duration_s, 3) if self.outcome else None,
+        }
+        return out
+
+
+def run_probe(options: RunOptions, env: Mapping[str, str], tokenizer_json: Path | None = None) -> ProbeResult:
+    """Run the probe under ``options.python`` with the user's environment; never raises."""
+    python = options.python or sys.executable
+    with tempfile.TemporaryDirectory(prefix="preflight-probe-") as tmp:
+        t = Path(tmp)
+        out = t / "probe.json"
+        cmd = [python, str(SCRIPT), str(out), str(tokenizer_json or "")]
+        child_env = dict(env)
+        child_env.setdefault("HF_HUB_OFFLINE", "1")
+        child_env.setdefault("TRANSFORMERS_OFFLINE", "1")
+        try:
+            outcome = run_isolated(
+                cmd, env=child_env, timeout=options.probe_timeout, stdout_path=t / "out", stderr_path=t / "err"
+            )
+        except OSError as exc:
+            return ProbeResult({}, None, failure=f"cannot start {python}: {exc.strerror or exc}", python=python)
+        err_tail = tail(t / "err", 4000)
+        if outcome.timed_out:
+            return ProbeResult({}, outcome, err_tail, f"timed out after {options.probe_timeout:.0f}s", python)
+        if outcome.signal is not None:
+            return ProbeResult({}, outcome, err_tail, f"crashed with {outcome.signal_name}", python)
+        try:
+            data = json.loads(out.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return ProbeResult({}, outcome, err_tail, f"exited {outcome.returncode} without a result", python)
+        return ProbeResult(data, outcome, err_tail, None, python)
+
+
+def environment_without_probe(env: Mapping[str, str]) -> dict[str, Any]:
+    """What the static phase records about the environment (no subprocess, no imports)."""
+    keys = (
+        "ASCEND_RT_VISIBLE_DEVICES",
+        "NPU_MEMORY_FRACTION",
+        "RESERVED_MEMORY_GB",
+        "RANK",
+        "LOCAL_RANK",
+        "WORLD_SIZE",
+        "RANK_TABLE_FILE",
+        "ASCEND_HOME_PATH",
+        "ASCEND_TOOLKIT_HOME",
+        "TORCH_DEVICE_BACKEND_AUTOLOAD",
+        "CUDA_VISIBLE_DEVICES",
+        "MINDIE_CHECK_INPUTFILES_PERMISSION",
+    )
+    return {"variables": {k: env[k] for k in keys if k in env}, "probe": None, "cpus": os.cpu_count()}
