@@ -332,7 +332,7 @@ def torch_imports(ctx: Context) -> Iterator[Hit]:
     f = probe.import_failure("torch")
     if f is not None:
         yield Hit(
-            f"import torch fails ({f.kind}): {f.message}. {f.explanation}",
+            f"import torch fails ({f.kind}): {f.message.rstrip('.')}. {f.explanation}",
             f.fix,
             Location(env="TORCH_DEVICE_BACKEND_AUTOLOAD" if f.kind == "autoload-failure" else None),
             {"kind": f.kind, "library": f.library},
@@ -364,7 +364,7 @@ def torch_npu_loads(ctx: Context) -> Iterator[Hit]:
         return  # ENV011 already says why
     if f is not None:
         yield Hit(
-            f"import torch_npu fails ({f.kind}): {f.message}. {f.explanation}",
+            f"import torch_npu fails ({f.kind}): {f.message.rstrip('.')}. {f.explanation}",
             f.fix,
             Location(env="ASCEND_HOME_PATH"),
             {"kind": f.kind, "library": f.library},

@@ -17,6 +17,49 @@ def _paint(text: str, color: str, on: bool) -> str:
     return f"\x1b[{_COLORS[color]}m{text}\x1b[0m" if on else text
 
 
+def finding_lines(f: Finding, color: bool = False) -> list[str]:
+    """One finding: id and message, where, and the fix."""
+    return _finding(f, color)
+
+
+def environment_lines(env: Mapping[str, Any]) -> list[str]:
+    """The probed environment as a short table (``npu-preflight env``)."""
+    lines = ["ENVIRONMENT"]
+    host = env.get("host") or {}
+    pk = env.get("packages") or {}
+    probe = env.get("probe") or {}
+    lines.append(f"  python        {host.get('python', '?')} ({probe.get('python') or host.get('executable', '?')})")
+    lines.append(
+        f"  host          {host.get('cpus_usable', host.get('cpus', '?'))} CPUs, "
+        f"{fmt_bytes(host.get('memavailable_bytes'))} free of {fmt_bytes(host.get('memtotal_bytes'))} RAM, "
+        f"/dev/shm {fmt_bytes(host.get('shm_bytes'))}"
+    )
+    for name in ("torch", "torch_npu", "transformers", "tokenizers", "safetensors", "mindie_llm"):
+        if name in pk:
+            lines.append(f"  {name:<13} {pk[name]}")
+    cann = env.get("cann") or {}
+    lines.append(
+        f"  CANN          {cann.get('toolkit_version') or 'not found'}"
+        + (f" (driver {cann['driver_version']})" if cann.get("driver_version") else "")
+    )
+    for kind, section in (("NPU", env.get("npu")), ("CUDA", env.get("cuda"))):
+        devs = (section or {}).get("devices") or []
+        for d in devs:
+            lines.append(
+                f"  {kind} {d.get('index')}         {d.get('name', '?')}: {fmt_bytes(d.get('free_bytes'))} free of "
+                f"{fmt_bytes(d.get('total_bytes'))}"
+            )
+        if section is not None and not devs:
+            lines.append(f"  {kind}           none visible")
+    for step, err in (env.get("errors") or {}).items():
+        lines.append(f"  ! {step}: {err.get('type')}: {str(err.get('message'))[:160]}")
+        if err.get("fix"):
+            lines.append(f"    fix: {err['fix']}")
+    if probe.get("failure"):
+        lines.append(f"  ! probe {probe['failure']}")
+    return lines
+
+
 def _finding(f: Finding, color: bool) -> list[str]:
     where = f.location.describe()
     head = f"  {_paint(f.check_id, _SEV_COLOR[f.severity], color)}  {f.message}"

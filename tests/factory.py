@@ -327,3 +327,83 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
+
+
+def build_sparse_llama(
+    path: Path,
+    *,
+    layers: int = 80,
+    hidden: int = 8192,
+    heads: int = 64,
+    kv_heads: int = 8,
+    intermediate: int = 28672,
+    vocab: int = 128256,
+    shards: int = 30,
+    dtype: str = "BF16",
+) -> Path:
+    """A Llama-shaped folder whose shards have real headers and sparse (unwritten) data: a 70B model
+    in a few MB of disk. Only the static phase can use it — the bytes are zeros."""
+    import struct
+
+    path.mkdir(parents=True, exist_ok=True)
+    hd = hidden // heads
+    names: list[tuple[str, list[int]]] = [("model.embed_tokens.weight", [vocab, hidden])]
+    for i in range(layers):
+        p = f"model.layers.{i}."
+        names += [
+            (p + "input_layernorm.weight", [hidden]),
+            (p + "self_attn.q_proj.weight", [heads * hd, hidden]),
+            (p + "self_attn.k_proj.weight", [kv_heads * hd, hidden]),
+            (p + "self_attn.v_proj.weight", [kv_heads * hd, hidden]),
+            (p + "self_attn.o_proj.weight", [hidden, heads * hd]),
+            (p + "post_attention_layernorm.weight", [hidden]),
+            (p + "mlp.gate_proj.weight", [intermediate, hidden]),
+            (p + "mlp.up_proj.weight", [intermediate, hidden]),
+            (p + "mlp.down_proj.weight", [hidden, intermediate]),
+        ]
+    names += [("model.norm.weight", [hidden]), ("lm_head.weight", [vocab, hidden])]
+    per = -(-len(names) // shards)
+    weight_map: dict[str, str] = {}
+    total = 0
+    for s in range(shards):
+        chunk = names[s * per : (s + 1) * per]
+        if not chunk:
+            break
+        fname = f"model-{s + 1:05d}-of-{shards:05d}.safetensors"
+        header: dict[str, Any] = {"__metadata__": {"format": "pt"}}
+        off = 0
+        for name, shape in chunk:
+            n = 2
+            for d in shape:
+                n *= d
+            header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [off, off + n]}
+            off += n
+            weight_map[name] = fname
+        raw = json.dumps(header).encode()
+        raw += b" " * (-len(raw) % 8)
+        with open(path / fname, "wb") as fh:
+            fh.write(struct.pack("<Q", len(raw)) + raw)
+            fh.truncate(8 + len(raw) + off)
+        total += off
+    (path / "model.safetensors.index.json").write_text(
+        json.dumps({"metadata": {"total_size": total}, "weight_map": weight_map})
+    )
+    cfg = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "torch_dtype": "bfloat16",
+        "hidden_size": hidden,
+        "intermediate_size": intermediate,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": kv_heads,
+        "vocab_size": vocab,
+        "max_position_embeddings": 131072,
+        "tie_word_embeddings": False,
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "rms_norm_eps": 1e-5,
+    }
+    (path / "config.json").write_text(json.dumps(cfg, indent=2))
+    (path / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
+    return path

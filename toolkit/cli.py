@@ -293,4 +293,104 @@ def explain(check_id: str) -> None:
     click.echo(spec.doc)
 
 
+def _options_for(python_path: str | None, device: str, target_device: str | None, static: bool) -> Any:
+    from toolkit.context import RunOptions
+
+    if target_device is not None:
+        from toolkit.catalog import find_device
+
+        if find_device(target_device) is None:
+            raise UsageError(
+                f"--target-device {target_device!r} is not in the device catalog (see 'npu-preflight devices')"
+            )
+    return RunOptions(static=static, no_init=True, device=device, target_device=target_device, python=python_path)
+
+
+@main.command()
+@click.option("--python", "python_path", metavar="PATH", help="Interpreter to probe (the deployment's).")
+@click.option("--device", type=click.Choice(["auto", "npu", "cuda", "cpu"]), default="auto", show_default=True)
+@_model_config_options
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def env(python_path: str | None, device: str, model_config_path: str | None, sets: tuple[str, ...], fmt: str) -> None:
+    """Show the environment and devices (probed in a subprocess), with the ENV findings."""
+    import tempfile
+
+    from toolkit.context import Context
+    from toolkit.registry import all_checks
+    from toolkit.runner import run
+
+    mc, src = _read_model_config(model_config_path, sets)
+    with tempfile.TemporaryDirectory(prefix="preflight-env-") as empty:
+        ctx = Context(Path(empty), mc, model_config_source=src, options=_options_for(python_path, device, None, False))
+        specs = [s for s in all_checks() if s.id.startswith("ENV") or s.id in ("MC004", "MC005")]
+        report = run(ctx, specs, Policy())
+    if fmt == "json":
+        doc = {"environment": report.environment, "findings": [f.to_dict() for f in report.findings]}
+        click.echo(json.dumps(doc, indent=2, default=str))
+    else:
+        from reports.text import environment_lines, finding_lines
+
+        click.echo("\n".join(environment_lines(report.environment or {})))
+        if report.findings:
+            click.echo("")
+        for f in report.findings:
+            click.echo("\n".join(finding_lines(f, sys.stdout.isatty())))
+    sys.exit(exit_code(report))
+
+
+@main.command()
+@click.argument("weights_dir", metavar="WEIGHTS_DIR")
+@_model_config_options
+@click.option("--target-device", metavar="NAME", help="Plan for a catalog device (e.g. 910B3, 310P3).")
+@click.option("--device", type=click.Choice(["auto", "npu", "cuda", "cpu"]), default="auto", show_default=True)
+@click.option("--python", "python_path", metavar="PATH", help="Interpreter for the probe.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def plan(
+    weights_dir: str,
+    model_config_path: str | None,
+    sets: tuple[str, ...],
+    target_device: str | None,
+    device: str,
+    python_path: str | None,
+    fmt: str,
+) -> None:
+    """The per-rank memory plan for WEIGHTS_DIR: weights, KV cache, workspace against the device."""
+    from toolkit.context import Context
+    from toolkit.registry import all_checks
+    from toolkit.runner import run
+
+    weights = _weights_dir(weights_dir)
+    mc, src = _read_model_config(model_config_path, sets)
+    options = _options_for(python_path, device, target_device, static=target_device is not None)
+    ctx = Context(weights, mc, model_config_source=src, options=options)
+    specs = [s for s in all_checks() if s.id.startswith("MEM") or s.id == "ENV009"]
+    report = run(ctx, specs, Policy())
+    if fmt == "json":
+        doc = {"memory": report.memory, "findings": [f.to_dict() for f in report.findings]}
+        click.echo(json.dumps(doc, indent=2, default=str))
+    else:
+        from reports.text import finding_lines, plan_lines
+
+        if report.memory:
+            click.echo("\n".join(plan_lines(report.memory)))
+        for c in report.checks:
+            if c.status.value == "skipped" and c.reason:
+                click.echo(f"  ({c.id} skipped: {c.reason})")
+        for f in report.findings:
+            click.echo("\n".join(finding_lines(f, sys.stdout.isatty())))
+    sys.exit(exit_code(report))
+
+
+@main.command()
+def devices() -> None:
+    """List the device catalog used by --target-device."""
+    from toolkit.catalog import catalog
+
+    for d in catalog():
+        bf16 = "yes" if d["bf16"] else "no"
+        click.echo(
+            f"{d['name']:<12} {d['kind']:<5} {d['memory_gib']:>4} GiB  bf16 {bf16:<3}  {', '.join(d.get('aliases', []))}"
+        )
+
+
 __all__ = ["EXIT_NOT_READY", "EXIT_READY", "main"]

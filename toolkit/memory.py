@@ -30,6 +30,7 @@ the largest shard while it is mapped and copied.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -82,7 +83,6 @@ class Plan:
     weights_bytes: int
     largest_shard_bytes: int
     kv: KvPlan | None
-    workspace_bytes: int
     overhead_bytes: int
     device: DeviceSpec | None
     fraction: float | None
@@ -92,6 +92,21 @@ class Plan:
     measured_source: str | None = None
     host_available_bytes: int | None = None
     init_forward_bytes: int = 0
+    act_bytes_per_token: int = 0
+    logits_bytes_per_seq: int = 0
+    prefill_tokens: int | None = None  # max_prefill_tokens when set, else the sequence length
+
+    def workspace_for(self, seq_len: int, batch: int) -> int:
+        """Workspace for a prefill at ``seq_len`` tokens and logits for ``batch`` sequences."""
+        t = self.prefill_tokens or seq_len
+        return t * self.act_bytes_per_token + batch * self.logits_bytes_per_seq
+
+    def total_for(self, seq_len: int, batch: int) -> int:
+        """What the deployment needs per rank at this length and batch."""
+        if self.kv is None:
+            return self.total_bytes
+        kv = batch * math.ceil(seq_len / self.kv.block_size) * self.kv.block_bytes
+        return self.weights_bytes + kv + self.workspace_for(seq_len, batch) + self.overhead_bytes
 
     @property
     def kv_cache_bytes(self) -> int:
@@ -102,6 +117,13 @@ class Plan:
     def total_bytes(self) -> int:
         """What the deployment needs per rank."""
         return self.weights_bytes + self.kv_cache_bytes + self.workspace_bytes + self.overhead_bytes
+
+    @property
+    def workspace_bytes(self) -> int:
+        """Workspace at the configured length and batch."""
+        if self.kv is None:
+            return 0
+        return self.workspace_for(self.kv.seq_len, self.kv.batch)
 
     @property
     def budget_bytes(self) -> int | None:
@@ -129,22 +151,36 @@ class Plan:
             return None
         return b - self.weights_bytes - self.workspace_bytes - self.overhead_bytes
 
+    def _largest(self, fits: Callable[[int], bool], hi: int) -> int:
+        """Largest n in [0, hi] with fits(n) (fits is monotone), by binary search."""
+        lo = 0
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if fits(mid):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
     def max_seq_len_fit(self) -> int | None:
-        """Longest max_seq_len that fits at the configured batch (0: not even one block)."""
-        room = self.kv_budget()
-        if room is None or self.kv is None:
+        """Longest max_seq_len (a multiple of block_size) that fits at the configured batch, as vLLM's
+        "estimated maximum model length" (0: not even one block)."""
+        budget = self.budget_bytes
+        if budget is None or self.kv is None:
             return None
-        blocks = max(room, 0) // self.kv.block_bytes if self.kv.block_bytes else 0
-        per_seq = blocks // max(self.kv.batch, 1)
-        return min(per_seq * self.kv.block_size, MAX_SEQ_CAP)
+        kv = self.kv
+        blocks = self._largest(
+            lambda n: self.total_for(n * kv.block_size, kv.batch) <= budget, MAX_SEQ_CAP // kv.block_size
+        )
+        return blocks * kv.block_size
 
     def max_batch_fit(self) -> int | None:
         """Largest batch that fits at the configured max_seq_len."""
-        room = self.kv_budget()
-        if room is None or self.kv is None:
+        budget = self.budget_bytes
+        if budget is None or self.kv is None:
             return None
-        blocks = max(room, 0) // self.kv.block_bytes if self.kv.block_bytes else 0
-        return blocks // max(math.ceil(self.kv.seq_len / self.kv.block_size), 1)
+        kv = self.kv
+        return self._largest(lambda b: self.total_for(kv.seq_len, b) <= budget, 1_000_000)
 
     def with_measurement(self, peak: int | None, source: str | None) -> Plan:
         """The plan with the init's measured peak attached."""
@@ -252,8 +288,9 @@ def make_plan(ctx: Context) -> Plan:
     kind = device.kind if device else "npu"
 
     kv: KvPlan | None = None
-    workspace = 0
     init_forward = 0
+    act = logits = 0
+    prefill: int | None = None
     dtype_bytes = load_bytes or 2
     if ctx.availability("architecture") is None:
         fam, d = ctx.architecture
@@ -290,10 +327,11 @@ def make_plan(ctx: Context) -> Plan:
             layers,
             tensors,
         )
-        t = _ints(mc, "max_prefill_tokens") or seq
+        prefill = _ints(mc, "max_prefill_tokens")
         inter = (d.moe_intermediate or d.intermediate or 4 * d.hidden) // ws
         vocab = (d.vocab or 0) // ws
-        workspace = t * (4 * d.hidden + 3 * inter) * dtype_bytes + batch * vocab * 4
+        act = (4 * d.hidden + 3 * inter) * dtype_bytes
+        logits = vocab * 4
         few = 16
         init_forward = few * (4 * d.hidden + 3 * inter) * 4 + few * vocab * 4
     else:
@@ -331,7 +369,6 @@ def make_plan(ctx: Context) -> Plan:
         weights_bytes=per_rank,
         largest_shard_bytes=largest,
         kv=kv,
-        workspace_bytes=workspace,
         overhead_bytes=overhead,
         device=device,
         fraction=fraction,
@@ -339,6 +376,9 @@ def make_plan(ctx: Context) -> Plan:
         notes=tuple(notes),
         host_available_bytes=host_avail,
         init_forward_bytes=init_forward,
+        act_bytes_per_token=act,
+        logits_bytes_per_seq=logits,
+        prefill_tokens=prefill,
     )
 
 
