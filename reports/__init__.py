@@ -7,7 +7,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from reports import json_report, text
+from reports import github, html, json_report, junit, markdown, text
 from toolkit.model import Report
 
 Renderer = Callable[[Report], str]
@@ -15,6 +15,10 @@ Renderer = Callable[[Report], str]
 RENDERERS: dict[str, Renderer] = {
     "text": text.render,
     "json": json_report.render,
+    "html": html.render,
+    "junit": junit.render,
+    "markdown": markdown.render,
+    "github": github.render,
 }
 
 
@@ -26,6 +30,9 @@ def write_atomic(path: Path, content: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(content)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         try:

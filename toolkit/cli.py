@@ -233,20 +233,84 @@ def _progress_printer() -> Callable[[Any], None]:
     return show
 
 
-def _emit(report: Report, fmt: str, out: Path | None) -> None:
-    from reports import RENDERERS, write_atomic
+def _render(name: str, report: Report, color: bool = False) -> str:
+    """One renderer's output; the HTML page also gets every check's explain text."""
+    from reports import RENDERERS, html
     from reports import text as text_renderer
+
+    if name == "html":
+        from toolkit.registry import all_checks
+
+        return html.render(report, docs={s.id: s.doc for s in all_checks()})
+    if name == "text":
+        return text_renderer.render(report, color=color)
+    return RENDERERS[name](report)
+
+
+def _emit(report: Report, fmt: str, out: Path | None) -> None:
+    from reports import write_atomic
 
     if out is not None:
         for name, renderer in OUTPUT_FILES.items():
-            if renderer in RENDERERS:
-                write_atomic(out / name, RENDERERS[renderer](report))
-    if fmt == "text":
-        click.echo(text_renderer.render(report, color=sys.stdout.isatty()), nl=False)
-        if out is not None:
-            click.echo(f"reports: {out}/", err=True)
+            write_atomic(out / name, _render(renderer, report))
+    click.echo(_render(fmt, report, color=sys.stdout.isatty()), nl=False)
+    if fmt == "text" and out is not None:
+        click.echo(f"reports: {out}/", err=True)
+
+
+def _load_report(path: str) -> Report:
+    """A stored report.json, validated against the schema (exit 2 when it is not one)."""
+    from toolkit.formats.jsonload import JsonLoadError, load_file
+
+    try:
+        doc = load_file(Path(path), max_bytes=512 * 1024 * 1024, max_depth=64).value
+    except JsonLoadError as exc:
+        raise UsageError(f"{path}: not a readable JSON report ({exc.message})") from None
+    import jsonschema
+
+    from schemas import load
+
+    try:
+        jsonschema.Draft202012Validator(load("report.schema.json")).validate(doc)
+    except jsonschema.ValidationError as exc:
+        where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
+        raise UsageError(f"{path}: not an npu-preflight report (schema_version 1): {where}: {exc.message}") from None
+    return Report.from_dict(doc)
+
+
+@main.command()
+@click.argument("report_path", metavar="REPORT.json")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "html", "junit", "markdown", "github"]),
+    default="text",
+    show_default=True,
+)
+@click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
+def render(report_path: str, fmt: str, output: str | None) -> None:
+    """Re-render a stored report.json in any format."""
+    from reports import write_atomic
+
+    report = _load_report(report_path)
+    text = _render(fmt, report, color=output is None and sys.stdout.isatty())
+    if output:
+        write_atomic(Path(output), text)
     else:
-        click.echo(RENDERERS[fmt](report), nl=False)
+        click.echo(text, nl=False)
+
+
+@main.command()
+@click.argument("old_path", metavar="OLD.json")
+@click.argument("new_path", metavar="NEW.json")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def diff(old_path: str, new_path: str, fmt: str) -> None:
+    """Findings added, removed and changed between two reports; exit 1 when NEW is worse."""
+    from reports.diff import compare, render_json, render_text
+
+    d = compare(_load_report(old_path), _load_report(new_path))
+    click.echo(render_json(d) if fmt == "json" else render_text(d), nl=False)
+    sys.exit(EXIT_NOT_READY if d.worse else EXIT_READY)
 
 
 @main.command("checks")

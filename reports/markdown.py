@@ -1,0 +1,69 @@
+"""Markdown: a summary for CI step summaries and pull-request comments."""
+
+from __future__ import annotations
+
+from toolkit.model import Report, Severity
+from toolkit.units import fmt_bytes
+
+MAX_ROWS = 50
+
+
+def _cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def render(report: Report) -> str:
+    """The summary: verdict, counts, the findings that matter, the plan and the init."""
+    icon = "✅" if report.ready else "❌"
+    verdict = "READY" if report.ready else "NOT READY"
+    c = report.status_counts()
+    out = [
+        f"## {icon} npu-preflight: {verdict}",
+        "",
+        f"`{_cell(report.weights_dir)}` · {report.count(Severity.ERROR)} errors · {report.count(Severity.WARNING)} "
+        f"warnings · {report.count(Severity.INFO)} notes · checks {c['passed']} passed, {c['failed']} failed, "
+        f"{c['skipped']} skipped, {c['errored']} errored · {report.duration_s:.2f}s",
+        "",
+    ]
+    shown = [f for f in report.findings if f.severity is not Severity.INFO]
+    shown.sort(key=lambda f: (-f.severity.rank, f.check_id))
+    if shown:
+        out += ["| | check | where | finding | fix |", "|---|---|---|---|---|"]
+        for f in shown[:MAX_ROWS]:
+            mark = "🔴" if f.severity is Severity.ERROR else "🟡"
+            out.append(
+                f"| {mark} | `{f.check_id}` | {_cell(f.location.describe())} | {_cell(f.message)} | "
+                f"{_cell(f.remediation)} |"
+            )
+        if len(shown) > MAX_ROWS:
+            out.append(f"\n…and {len(shown) - MAX_ROWS} more in report.json.")
+        out.append("")
+    m = report.memory
+    if m:
+        out += ["### Memory plan (per rank)", "", "| term | bytes |", "|---|---|"]
+        for label, key in (
+            ("weights", "weights_bytes"),
+            ("KV cache", "kv_cache_bytes"),
+            ("workspace", "workspace_bytes"),
+            ("runtime", "overhead_bytes"),
+            ("total", "total_bytes"),
+            ("budget", "budget_bytes"),
+            ("headroom", "headroom_bytes"),
+        ):
+            if m.get(key) is not None:
+                out.append(f"| {label} | {fmt_bytes(m[key])} |")
+        if m.get("measured_peak_bytes"):
+            out.append(
+                f"| measured peak | {fmt_bytes(m['measured_peak_bytes'])} ({m.get('prediction_error_pct')}% error) |"
+            )
+        out.append("")
+    i = report.init
+    if i:
+        out += [
+            f"### Init: {i.get('outcome')}",
+            "",
+            f"{_cell(str(i.get('summary')))} ({i.get('generator')} on "
+            f"{i.get('device')}, {i.get('duration_s', 0):.1f}s)",
+            "",
+        ]
+    return "\n".join(out).rstrip() + "\n"
