@@ -219,11 +219,26 @@ def check(
     policy = Policy(parse_ids(select), parse_ids(ignore), Severity(fail_on))
     ctx = Context(weights, mc, model_config_source=mc_source, options=options)
     progress = _progress_printer() if fmt == "text" and sys.stderr.isatty() else None
+    if progress is not None:
+        import toolkit.deep
+        import toolkit.sandbox
+
+        toolkit.deep.progress_hook = _deep_progress
+        toolkit.sandbox.set_progress(_init_progress)
     report = run(ctx, all_checks(), policy, on_check=progress)
     if progress is not None:
         click.echo("\r\x1b[K", nl=False, err=True)
     _emit(report, fmt, out)
     sys.exit(exit_code(report))
+
+
+def _init_progress(event: dict[str, Any]) -> None:
+    """One line for the sandbox child's stage (importing, tokenizer, weights n/N, KV cache, forward)."""
+    stage, done, total = event.get("stage"), event.get("done"), event.get("total")
+    extra = ""
+    if isinstance(done, int) and isinstance(total, int) and total:
+        extra = f" {done / 2**20:.0f}/{total / 2**20:.0f} MiB" if stage == "weights" else f" {done}/{total}"
+    click.echo(f"\r\x1b[Kinit: {stage}{extra}", nl=False, err=True)
 
 
 def _progress_printer() -> Callable[[Any], None]:
@@ -443,6 +458,118 @@ def plan(
         for f in report.findings:
             click.echo("\n".join(finding_lines(f, sys.stdout.isatty())))
     sys.exit(exit_code(report))
+
+
+def _deep_progress(total: int, files: int) -> Callable[[int, int], None]:
+    """A stderr progress line (files, bytes, GB/s, ETA) refreshed at most 5 times a second."""
+    import threading
+    import time
+
+    lock = threading.Lock()
+    state = {"bytes": 0, "files": 0, "shown": 0.0}
+    start = time.monotonic()
+
+    def update(nbytes: int, nfiles: int) -> None:
+        with lock:
+            state["bytes"] += nbytes
+            state["files"] += nfiles
+            now = time.monotonic()
+            if now - state["shown"] < 0.2 and state["files"] < files:
+                return
+            state["shown"] = now
+            elapsed = max(now - start, 1e-6)
+            rate = state["bytes"] / elapsed
+            eta = (total - state["bytes"]) / rate if rate else 0
+            click.echo(
+                f"\r\x1b[Kdeep: {int(state['files'])}/{files} files · {state['bytes'] / 2**30:.1f}/{total / 2**30:.1f} GiB"
+                f" · {rate / 1e9:.2f} GB/s · ETA {eta:.0f}s",
+                nl=False,
+                err=True,
+            )
+
+    return update
+
+
+def _scan_all(weights: Path, workers: int | None) -> Any:
+    """Hash every file of the folder (no tensor decoding), with progress on a tty and clean Ctrl-C."""
+    from toolkit.context import Context
+    from toolkit.deep import scan_paths
+
+    ctx = Context(weights)
+    items = [
+        (ctx.path(e.rel), e.rel, None)
+        for e in ctx.listing.entries
+        if e.is_file and not e.rel.startswith((".cache/", ".git/"))
+    ]
+    total = sum(e.size for e in ctx.listing.entries if e.is_file)
+    progress = _deep_progress(total, len(items)) if sys.stderr.isatty() else None
+    scan = scan_paths(items, workers, progress)
+    if progress is not None:
+        click.echo("\r\x1b[K", nl=False, err=True)
+    return scan
+
+
+@main.command()
+@click.argument("weights_dir", metavar="WEIGHTS_DIR")
+@click.option(
+    "-o",
+    "--output",
+    default="preflight-manifest.json",
+    show_default=True,
+    metavar="FILE",
+    help="Where the manifest goes (never inside the weights folder).",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Parallel readers (default: all cores).")
+def manifest(weights_dir: str, output: str, workers: int | None) -> None:
+    """Write a manifest of WEIGHTS_DIR: every file, its size and sha256 (the Git LFS oid)."""
+    from reports import write_atomic
+    from toolkit.manifest import to_manifest, write_manifest
+
+    weights = _weights_dir(weights_dir)
+    out = _out_dir(output, weights)
+    scan = _scan_all(weights, workers)
+    errors = [f for f in scan.files if f.error]
+    if errors:
+        raise UsageError(f"{errors[0].rel}: {errors[0].error}; no manifest written")
+    write_atomic(out, write_manifest(to_manifest(scan, weights)))
+    click.echo(f"{len(scan.files)} files, {scan.bytes_read:,} bytes → {out}")
+
+
+@main.command()
+@click.argument("weights_dir", metavar="WEIGHTS_DIR")
+@click.option(
+    "--manifest",
+    "manifest_path",
+    metavar="FILE|DIR",
+    help="A manifest from 'npu-preflight manifest', or a folder of Git LFS pointer files. "
+    "Default: the Hugging Face download metadata in the folder.",
+)
+@click.option("--workers", type=click.IntRange(min=1), help="Parallel readers (default: all cores).")
+def verify(weights_dir: str, manifest_path: str | None, workers: int | None) -> None:
+    """Compare every file of WEIGHTS_DIR with a manifest, LFS pointers or download metadata (exit 1 on any difference)."""
+    from toolkit.manifest import ManifestError, compare, hf_download_metadata, read_manifest
+
+    weights = _weights_dir(weights_dir)
+    if manifest_path is not None:
+        try:
+            expected = read_manifest(Path(manifest_path))
+        except ManifestError as exc:
+            raise UsageError(str(exc)) from None
+        complete = not Path(manifest_path).is_dir()
+    else:
+        expected = hf_download_metadata(weights)
+        complete = False
+        if not expected:
+            raise UsageError(
+                "nothing to verify against: give --manifest (no .cache/huggingface/download metadata here)"
+            )
+    scan = _scan_all(weights, workers)
+    mismatches = compare(scan, expected, weights, complete=complete)
+    for m in mismatches:
+        click.echo(f"{m.kind:<9} {m.message}")
+    checked = len([r for r in expected if r in {f.rel for f in scan.files}])
+    click.echo(f"{checked} file(s) checked, {len(mismatches)} difference(s)")
+    sys.exit(EXIT_NOT_READY if mismatches else EXIT_READY)
 
 
 @main.command()
