@@ -5,12 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from toolkit.context import Context
-from toolkit.deep import FP16_MAX
-from toolkit.manifest import compare, hf_download_metadata
 from toolkit.model import Hit, Location, Phase, Severity
 from toolkit.registry import check
 
 _MAX = 30
+FP16_MAX = 65504.0
 
 
 def _limited(hits: list[Hit], what: str) -> Iterator[Hit]:
@@ -170,6 +169,8 @@ def published_hashes(ctx: Context) -> Iterator[Hit]:
     Good: every file matches.
     Fix: download the file again.
     """
+    from toolkit.manifest import compare, hf_download_metadata
+
     expected = hf_download_metadata(ctx.weights_dir)
     if not expected:
         return

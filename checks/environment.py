@@ -8,7 +8,7 @@ import ipaddress
 import os
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.context import Context
 from toolkit.envvars import parse_float, parse_visible_devices
@@ -16,8 +16,10 @@ from toolkit.errors import Unavailable
 from toolkit.formats.jsonload import JsonLoadError, load_file
 from toolkit.mconfig import coerce
 from toolkit.model import Hit, Location, Phase, Severity
-from toolkit.probe import ProbeResult
 from toolkit.registry import check
+
+if TYPE_CHECKING:
+    from toolkit.probe import ProbeResult
 
 
 @check("ENV001", "ASCEND_RT_VISIBLE_DEVICES is a valid device list", Severity.ERROR)

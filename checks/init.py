@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from toolkit.context import Context
 from toolkit.errors import Unavailable
 from toolkit.model import Hit, Location, Phase, Severity
 from toolkit.registry import check
-from toolkit.sandbox import InitOutcome
 from toolkit.units import fmt_bytes
+
+if TYPE_CHECKING:
+    from toolkit.sandbox import InitOutcome
 
 
 def _advice(ctx: Context, o: InitOutcome) -> str:

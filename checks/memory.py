@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from toolkit.context import Context
 from toolkit.errors import Unavailable
-from toolkit.memory import Plan
 from toolkit.model import Hit, Location, Phase, Severity
 from toolkit.registry import check
 from toolkit.units import fmt_bytes
+
+if TYPE_CHECKING:
+    from toolkit.memory import Plan
 
 
 def _plan_with_budget(ctx: Context) -> Plan:

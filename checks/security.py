@@ -7,19 +7,23 @@ import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from toolkit.context import Context, Entry
 from toolkit.formats.jsonload import JsonLoadError, load_file
-from toolkit.formats.pickle_scan import ScanResult, looks_like_pickle, scan_file
 from toolkit.model import Hit, Location, Severity
 from toolkit.registry import check
+
+if TYPE_CHECKING:
+    from toolkit.formats.pickle_scan import ScanResult
 
 _CROSS_REPO = re.compile(r"^[\w.\-]+/[\w.\-]+--")
 _CONFIG_LIKE = (".json", ".jinja", ".model", ".txt", ".py", ".tiktoken")
 
 
 def _sniff(ctx: Context, e: Entry) -> bool:
+    from toolkit.formats.pickle_scan import looks_like_pickle
+
     if not e.is_file or e.size < 2:
         return False
     try:
@@ -31,6 +35,8 @@ def _sniff(ctx: Context, e: Entry) -> bool:
 
 
 def _scans(ctx: Context) -> dict[str, ScanResult]:
+    from toolkit.formats.pickle_scan import ScanResult, scan_file
+
     out: dict[str, ScanResult] = {}
     for e in ctx.listing.entries:
         if e.rel.endswith(".safetensors") or not _sniff(ctx, e):
