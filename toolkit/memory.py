@@ -23,8 +23,9 @@ Terms, all per rank:
   ``gpu_memory_utilization``), 1.0 on CPU.
 
 The sandboxed init loads the weights, allocates the KV cache and runs a few-token forward; its
-expected peak (``predicted_peak_bytes``) is overhead + weights + KV + a small forward, plus, on CPU,
-the largest shard while it is mapped and copied.
+expected peak (``predicted_peak_bytes``) is overhead + weights + KV + a small forward; on CPU the
+weights are memory-mapped, so an untied embedding (of which a forward reads a few rows) is left out,
+and a dtype conversion adds the shard being converted.
 """
 
 from __future__ import annotations
@@ -95,6 +96,8 @@ class Plan:
     act_bytes_per_token: int = 0
     logits_bytes_per_seq: int = 0
     prefill_tokens: int | None = None  # max_prefill_tokens when set, else the sequence length
+    converts: bool = False  # some float tensors are stored in another dtype than the load dtype
+    embedding_bytes: int = 0  # an untied input embedding (only looked-up rows are read)
 
     def workspace_for(self, seq_len: int, batch: int) -> int:
         """Workspace for a prefill at ``seq_len`` tokens and logits for ``batch`` sequences."""
@@ -140,9 +143,14 @@ class Plan:
 
     @property
     def predicted_peak_bytes(self) -> int:
-        """What the sandboxed init should peak at (no full-size prefill; CPU adds the mapped shard)."""
-        transient = self.largest_shard_bytes if self.device is not None and self.device.kind == "cpu" else 0
-        return self.overhead_bytes + self.weights_bytes + self.kv_cache_bytes + self.init_forward_bytes + transient
+        """What the sandboxed init should peak at: no full-size prefill. On CPU transformers maps the
+        safetensors files instead of copying them when no conversion is needed, so weights become
+        resident as the forward reads them — all but an untied embedding, of which only the
+        looked-up rows are read; with a conversion, the mapped shard being converted adds to it."""
+        weights = self.weights_bytes
+        if self.device is not None and self.device.kind == "cpu":
+            weights = weights + self.largest_shard_bytes if self.converts else weights - self.embedding_bytes
+        return self.overhead_bytes + weights + self.kv_cache_bytes + self.init_forward_bytes
 
     def kv_budget(self) -> int | None:
         """Bytes left for the KV cache after weights, workspace and overhead."""
@@ -289,6 +297,7 @@ def make_plan(ctx: Context) -> Plan:
 
     kv: KvPlan | None = None
     init_forward = 0
+    embedding = 0
     act = logits = 0
     prefill: int | None = None
     dtype_bytes = load_bytes or 2
@@ -332,6 +341,9 @@ def make_plan(ctx: Context) -> Plan:
         vocab = (d.vocab or 0) // ws
         act = (4 * d.hidden + 3 * inter) * dtype_bytes
         logits = vocab * 4
+        emb = ctx.tensors.get(fam.embed)
+        if emb is not None and not d.tie and emb.info.dtype in FLOAT_DTYPES:
+            embedding = emb.info.numel * (load_bytes or DTYPE_BITS[emb.info.dtype] // 8)
         few = 16
         init_forward = few * (4 * d.hidden + 3 * inter) * 4 + few * vocab * 4
     else:
@@ -379,6 +391,16 @@ def make_plan(ctx: Context) -> Plan:
         act_bytes_per_token=act,
         logits_bytes_per_seq=logits,
         prefill_tokens=prefill,
+        converts=_converts(ctx, load_dtype),
+        embedding_bytes=embedding,
+    )
+
+
+def _converts(ctx: Context, load_dtype: str | None) -> bool:
+    from toolkit.formats.safetensors import TORCH_NAME
+
+    return any(
+        loc.info.dtype in FLOAT_DTYPES and TORCH_NAME.get(loc.info.dtype) != load_dtype for loc in ctx.tensors.values()
     )
 
 
