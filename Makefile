@@ -42,7 +42,7 @@ pytest: setup browser
 test: lint typecheck pytest
 
 bench: setup
-	$(BIN)/python bench/run_all.py
+	$(BIN)/python -m bench.run_all
 
 clean:
 	rm -rf $(VENV) demo preflight-report bench/out .mypy_cache .ruff_cache .pytest_cache

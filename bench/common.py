@@ -23,17 +23,42 @@ def env() -> dict[str, str]:
     return e
 
 
-def run(cmd: Sequence[str], *, check: bool = False) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS bytes of the process and its reaped children, exit code)."""
+def _hwm(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def run_capture(cmd: Sequence[str], extra_env: dict[str, str] | None = None) -> tuple[float, int, int, str]:
+    """(wall seconds, peak RSS of that process alone, exit code, stdout).
+
+    The peak is the kernel's VmHWM of the process, sampled until it exits: wait4's ru_maxrss would
+    also count the pages the child shares with this (larger) process between fork and exec.
+    """
+    e = env()
+    e.update(extra_env or {})
     t0 = time.perf_counter()
-    p = subprocess.Popen(list(cmd), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env(), cwd=REPO)
-    _, status, ru = os.wait4(p.pid, 0)
+    p = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e, cwd=REPO)
+    peak = 0
+    while p.poll() is None:
+        peak = max(peak, _hwm(p.pid))
+        time.sleep(0.003)
     wall = time.perf_counter() - t0
-    p.returncode = os.waitstatus_to_exitcode(status)
-    err = p.stderr.read().decode(errors="replace") if p.stderr else ""
-    if check and p.returncode not in (0, 1):
-        raise RuntimeError(f"{cmd} exited {p.returncode}: {err[-2000:]}")
-    return wall, ru.ru_maxrss * 1024, p.returncode
+    out = p.stdout.read().decode(errors="replace") if p.stdout else ""
+    return wall, peak, p.returncode, out
+
+
+def run(cmd: Sequence[str], *, check: bool = False) -> tuple[float, int, int]:
+    """(wall seconds, peak RSS bytes, exit code)."""
+    wall, peak, code, _ = run_capture(cmd)
+    if check and code not in (0, 1):
+        raise RuntimeError(f"{cmd} exited {code}")
+    return wall, peak, code
 
 
 def median_run(cmd: Sequence[str], n: int) -> tuple[float, int]:

@@ -8,11 +8,9 @@ import json
 import statistics
 import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
-from bench.common import OUT, PY, REPO, env, mib, table
+from bench.common import OUT, PY, REPO, env, mib, run_capture, table
 from tests.factory import Spec, build
 
 MODELS = {
@@ -64,26 +62,10 @@ def model(name: str) -> Path:
     return p
 
 
-def parent_peak(cmd: list[str]) -> tuple[int, dict]:
-    """Run the CLI; sample its own VmHWM (not the child's) until it exits."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env(), cwd=REPO)
-    peak = [0]
-
-    def watch() -> None:
-        while proc.poll() is None:
-            try:
-                for line in Path(f"/proc/{proc.pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak[0] = max(peak[0], int(line.split()[1]) * 1024)
-            except OSError:
-                pass
-            time.sleep(0.02)
-
-    t = threading.Thread(target=watch)
-    t.start()
-    proc.wait()
-    t.join()
-    return peak[0], {}
+def parent_peak(cmd: list[str]) -> int:
+    """The CLI's own peak RSS (VmHWM) while its sandboxed child loads the model."""
+    _, peak, _, _ = run_capture(cmd)
+    return peak
 
 
 def timed(cmd: list[str], extra_env: dict[str, str] | None = None) -> float:
@@ -110,7 +92,7 @@ def main(repeats: int = 3) -> dict:
             str(report_dir),
             *[x for s in SETS for x in ("--set", s)],
         ]
-        parent, _ = parent_peak(cmd)
+        parent = parent_peak(cmd)
         doc = json.loads((report_dir / "report.json").read_text())
         mem, init = doc["memory"], doc["init"]
         assert init["outcome"] == "ok", init

@@ -203,6 +203,15 @@ def render(report: Report, docs: Mapping[str, str] | None = None) -> str:
         for f in sorted(report.findings, key=lambda f: (-f.severity.rank, f.check_id))
     ]
     used = {f["check_id"] for f in findings}
+    # Rows are built in the browser from compact arrays (remediations deduplicated): 5,000 findings
+    # stay well under 2 MB, and every string reaches the page through textContent.
+    fixes: dict[str, int] = {}
+    rows = []
+    for f in findings:
+        fix = f["remediation"]
+        idx = fixes.setdefault(fix, len(fixes)) if fix else -1
+        rows.append([f["severity"].rank, f["check_id"], f["where"], f["message"], idx])
+    data = {"f": rows, "fix": list(fixes), "phase": phase_of}
     return str(
         _template().render(
             r=report,
@@ -218,5 +227,6 @@ def render(report: Report, docs: Mapping[str, str] | None = None) -> str:
             init=_init_view(report.init) if report.init else None,
             env=_env_rows(report.environment) if report.environment else None,
             docs={k: v for k, v in (docs or {}).items() if k in used},
+            data=data,
         )
     )
