@@ -23,9 +23,10 @@ browser:
 
 demo: setup
 	rm -rf demo
-	$(BIN)/python -m tests.factory demo/model --family llama --dtype bfloat16 --hidden 256 --layers 4 --heads 8 --kv-heads 4 --intermediate 512 --vocab 512
+	$(BIN)/python -m tests.factory demo/model --family llama --dtype bfloat16 --hidden 256 --layers 4 --heads 8 --kv-heads 4 --intermediate 512 --vocab 512 --max-position 4096
 	$(BIN)/npu-preflight check demo/model --set backend_type=atb --set world_size=1 --set rank=0 \
-	  --set npu_device_id=0 --set max_seq_len=1024 --set max_batch_size=2 \
+	  --set local_rank=0 --set npu_device_id=0 --set trust_remote_code=false \
+	  --set max_seq_len=1024 --set max_batch_size=2 \
 	  --device cpu --memory-limit 8GiB --timeout 300 --out demo/report
 	@echo "open demo/report/report.html"
 

@@ -53,7 +53,10 @@ def folder():
         header = {"__metadata__": {"format": "pt"}}
         for i in range(per):
             header[f"model.layers.{s * per + i}.mlp.up_proj.weight"] = {
-                "dtype": "BF16", "shape": [n // 2 // 4096, 4096], "data_offsets": [i * n, (i + 1) * n]}
+                "dtype": "BF16",
+                "shape": [n // 2 // 4096, 4096],
+                "data_offsets": [i * n, (i + 1) * n],
+            }
         raw = json.dumps(header).encode()
         raw += b" " * (-len(raw) % 8)
         with open(p, "wb") as fh:
@@ -77,8 +80,11 @@ def main(repeats: int = 3) -> dict:
     rss = {"hash": 0, "ours1": 0, "ours2": 0}
     total = 0
     for _ in range(repeats):
-        for key, code, args in (("hash", HASH_ONLY, [str(d)]), ("ours1", OURS, [str(d), "1"]),
-                                ("ours2", OURS, [str(d), "2"])):
+        for key, code, args in (
+            ("hash", HASH_ONLY, [str(d)]),
+            ("ours1", OURS, [str(d), "1"]),
+            ("ours2", OURS, [str(d), "2"]),
+        ):
             out, r = measure(code, *args)
             res[key].append(out["bytes"] / out["s"])
             rss[key] = max(rss[key], r)
@@ -86,13 +92,23 @@ def main(repeats: int = 3) -> dict:
     best = {k: max(v) for k, v in res.items()}
     rows = [
         ["hashlib sha256 alone, 1 thread", f"{best['hash'] / 1e9:.2f} GB/s", "1.00×", mib(rss["hash"])],
-        ["npu-preflight deep scan, 1 worker", f"{best['ours1'] / 1e9:.2f} GB/s", f"{best['ours1'] / best['hash']:.2f}×",
-         mib(rss["ours1"])],
-        ["npu-preflight deep scan, 2 workers", f"{best['ours2'] / 1e9:.2f} GB/s", f"{best['ours2'] / best['hash']:.2f}×",
-         mib(rss["ours2"])],
+        [
+            "npu-preflight deep scan, 1 worker",
+            f"{best['ours1'] / 1e9:.2f} GB/s",
+            f"{best['ours1'] / best['hash']:.2f}×",
+            mib(rss["ours1"]),
+        ],
+        [
+            "npu-preflight deep scan, 2 workers",
+            f"{best['ours2'] / 1e9:.2f} GB/s",
+            f"{best['ours2'] / best['hash']:.2f}×",
+            mib(rss["ours2"]),
+        ],
     ]
-    print(f"deep scan (sha256 + NaN/Inf/zero/overflow per tensor) over {total / 2**30:.1f} GiB of real bf16 shards "
-          f"in the page cache, best of {repeats}")
+    print(
+        f"deep scan (sha256 + NaN/Inf/zero/overflow per tensor) over {total / 2**30:.1f} GiB of real bf16 shards "
+        f"in the page cache, best of {repeats}"
+    )
     print(table(rows, ["reader", "throughput", "vs hashlib", "peak RSS"]))
     print(f"  target ≥ 0.9× on one core: {'met' if best['ours1'] / best['hash'] >= 0.9 else 'NOT met'}")
     print(f"  target ≥ 1.6× with both cores: {'met' if best['ours2'] / best['hash'] >= 1.6 else 'NOT met'}")

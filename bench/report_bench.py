@@ -20,14 +20,23 @@ def big_report(n: int = 5000) -> Report:
     for i in range(n):
         s = specs[i % len(specs)]
         layer = rnd.randrange(80)
-        findings.append(Finding(
-            s.id, rnd.choice(list(Severity)),
-            f"model-{i % 30 + 1:05d}-of-00030.safetensors: tensor model.layers.{layer}.mlp.up_proj.weight ends at byte "
-            f"{rnd.randrange(10**10):,} but the file holds {rnd.randrange(10**10):,} <script>alert({i})</script>",
-            Location(file=f"model-{i % 30 + 1:05d}-of-00030.safetensors", tensor=f"model.layers.{layer}.mlp.up_proj.weight"),
-            "Copy the file again and compare its sha256 with the release.", {"i": i}))
-    return Report("0.1.0", "2026-11-25T00:00:00+00:00", 1.0, "/models/x", None, {}, Severity.ERROR, checks,
-                  tuple(findings))
+        findings.append(
+            Finding(
+                s.id,
+                rnd.choice(list(Severity)),
+                f"model-{i % 30 + 1:05d}-of-00030.safetensors: tensor model.layers.{layer}.mlp.up_proj.weight ends at byte "
+                f"{rnd.randrange(10**10):,} but the file holds {rnd.randrange(10**10):,} <script>alert({i})</script>",
+                Location(
+                    file=f"model-{i % 30 + 1:05d}-of-00030.safetensors",
+                    tensor=f"model.layers.{layer}.mlp.up_proj.weight",
+                ),
+                "Copy the file again and compare its sha256 with the release.",
+                {"i": i},
+            )
+        )
+    return Report(
+        "0.1.0", "2026-11-25T00:00:00+00:00", 1.0, "/models/x", None, {}, Severity.ERROR, checks, tuple(findings)
+    )
 
 
 def main(repeats: int = 5) -> dict[str, float]:

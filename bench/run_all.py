@@ -18,10 +18,12 @@ def main() -> None:
 
     print(f"host: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}")
     quick = "--quick" in sys.argv
-    for name, fn in (("static", lambda: static_bench.main(3 if quick else 7)),
-                     ("memory", lambda: memory_bench.main(1 if quick else 3)),
-                     ("report", lambda: report_bench.main(3 if quick else 5)),
-                     ("deep", lambda: deep_bench.main(1 if quick else 3))):
+    for name, fn in (
+        ("static", lambda: static_bench.main(3 if quick else 7)),
+        ("memory", lambda: memory_bench.main(1 if quick else 3)),
+        ("report", lambda: report_bench.main(3 if quick else 5)),
+        ("deep", lambda: deep_bench.main(1 if quick else 3)),
+    ):
         t0 = time.perf_counter()
         print(f"\n== {name} ==")
         fn()

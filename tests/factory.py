@@ -307,6 +307,7 @@ def main() -> None:
     ap.add_argument("--intermediate", type=int, default=128)
     ap.add_argument("--vocab", type=int, default=320)
     ap.add_argument("--shard-bytes", type=int)
+    ap.add_argument("--max-position", type=int, default=512)
     a = ap.parse_args()
     build(
         a.dir,
@@ -320,6 +321,7 @@ def main() -> None:
             intermediate=a.intermediate,
             vocab=a.vocab,
             shard_bytes=a.shard_bytes,
+            max_position=a.max_position,
         ),
     )
     print(a.dir)
