@@ -190,39 +190,26 @@ def _env_rows(e: Mapping[str, Any]) -> list[tuple[str, str]]:
 def render(report: Report, docs: Mapping[str, str] | None = None) -> str:
     """The page. ``docs`` maps check ids to their explain text (shown on demand)."""
     phase_of = {c.id: c.phase for c in report.checks}
-    findings = [
-        {
-            "check_id": f.check_id,
-            "severity": f.severity,
-            "message": f.message,
-            "remediation": f.remediation,
-            "where": f.location.describe(),
-            "domain": f.check_id.rstrip("0123456789"),
-            "phase": phase_of.get(f.check_id, ""),
-        }
-        for f in sorted(report.findings, key=lambda f: (-f.severity.rank, f.check_id))
-    ]
-    used = {f["check_id"] for f in findings}
+    ordered = sorted(report.findings, key=lambda f: (-f.severity.rank, f.check_id))
+    used = {f.check_id for f in ordered}
     # Rows are built in the browser from compact arrays (remediations deduplicated): 5,000 findings
     # stay well under 2 MB, and every string reaches the page through textContent.
     fixes: dict[str, int] = {}
-    rows = []
-    for f in findings:
-        fix = f["remediation"]
-        idx = fixes.setdefault(fix, len(fixes)) if fix else -1
-        rows.append([f["severity"].rank, f["check_id"], f["where"], f["message"], idx])
+    rows: list[list[object]] = []
+    for f in ordered:
+        idx = fixes.setdefault(f.remediation, len(fixes)) if f.remediation else -1
+        rows.append([f.severity.rank, f.check_id, f.location.describe(), f.message, idx])
     data = {"f": rows, "fix": list(fixes), "phase": phase_of}
+    found_phases = {phase_of.get(c, "") for c in used}
     return str(
         _template().render(
             r=report,
             verdict_label="READY" if report.ready else "NOT READY",
             counts={s.value: report.count(s) for s in Severity},
             status=report.status_counts(),
-            findings=findings,
-            domains=sorted({f["domain"] for f in findings}),
-            phases=[
-                p for p in ("static", "environment", "plan", "init", "deep") if p in {f["phase"] for f in findings}
-            ],
+            findings=ordered,
+            domains=sorted({c.rstrip("0123456789") for c in used}),
+            phases=[p for p in ("static", "environment", "plan", "init", "deep") if p in found_phases],
             memory=_memory_view(report.memory) if report.memory else None,
             init=_init_view(report.init) if report.init else None,
             env=_env_rows(report.environment) if report.environment else None,
