@@ -24,6 +24,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
+#: A complete, valid model_config for one rank on one device (MindIE's required keys included).
+MINDIE_MC: dict[str, Any] = {
+    "backend_type": "atb",
+    "world_size": 1,
+    "rank": 0,
+    "local_rank": 0,
+    "npu_device_id": 0,
+    "trust_remote_code": False,
+}
+
+
 @pytest.fixture(scope="session")
 def model_cache(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Spec], Path]:
     """Build each distinct toy folder once per session; tests get copies via ``make_model``."""

@@ -10,18 +10,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from tests.conftest import check_folder, ids, only, problems
+from tests.conftest import MINDIE_MC, check_folder, ids, only, problems
 from tests.factory import HF_FAMILIES, REMOTE_FAMILIES, fix_config
 from toolkit.model import Severity
 
-MC = {
-    "backend_type": "atb",
-    "world_size": 1,
-    "rank": 0,
-    "local_rank": 0,
-    "npu_device_id": 0,
-    "trust_remote_code": False,
-}
+MC = MINDIE_MC
 
 
 def _remote_mc() -> dict:  # type: ignore[type-arg]

@@ -8,19 +8,12 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import check_folder, only
+from tests.conftest import MINDIE_MC, check_folder, only
 from tests.factory import build_sparse_llama
 from toolkit.context import Context, RunOptions
 from toolkit.model import Severity
 
-MC = {
-    "backend_type": "atb",
-    "world_size": 1,
-    "rank": 0,
-    "local_rank": 0,
-    "npu_device_id": 0,
-    "trust_remote_code": False,
-}
+MC = MINDIE_MC
 
 
 @pytest.fixture(scope="module")

@@ -10,23 +10,14 @@ from typing import Any
 import pytest
 
 from tests.checks.test_environment import assert_dead
-from tests.conftest import REPO, check_folder, only
+from tests.conftest import MINDIE_MC, REPO, check_folder, only
 from toolkit.context import Context, RunOptions
 from toolkit.model import Severity
 from toolkit.sandbox import InitOutcome, run_init
 from toolkit.sandbox.classify import classify_text
 from toolkit.units import parse_size
 
-MC = {
-    "backend_type": "atb",
-    "world_size": 1,
-    "rank": 0,
-    "local_rank": 0,
-    "npu_device_id": 0,
-    "trust_remote_code": False,
-    "max_seq_len": 256,
-    "max_batch_size": 1,
-}
+MC = {**MINDIE_MC, "max_seq_len": 256, "max_batch_size": 1}
 
 
 def init(folder: Path, mc: dict[str, Any] | None = None, **opts: Any) -> InitOutcome:
