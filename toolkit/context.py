@@ -410,7 +410,8 @@ class Context:
             raise Unavailable("--static: the environment probe does not run")
         from toolkit.probe import run_probe
 
-        return run_probe(self.options, self.env)
+        tok = self.path("tokenizer.json")
+        return run_probe(self.options, self.env, tok if tok.is_file() else None)
 
     @cached_property
     def target(self) -> DeviceSpec:

@@ -131,3 +131,18 @@ def test_vocab_json_without_merges(llama: Path) -> None:
     (llama / "vocab.json").write_text("{}")
     fix_config(llama)
     assert any("merges.txt" in f.message for f in only(check_folder(llama), "TOK001"))
+
+
+def test_tokenizer_json_too_new_for_installed_tokenizers(llama: Path) -> None:
+    """A model type the installed tokenizers does not know fails like a too-new tokenizer.json."""
+    import os
+
+    from toolkit.context import RunOptions
+
+    doc = json.loads((llama / "tokenizer.json").read_text())
+    doc["model"]["type"] = "FutureModel"
+    (llama / "tokenizer.json").write_text(json.dumps(doc))
+    r = check_folder(llama, options=RunOptions(no_init=True, device="cpu"), env=dict(os.environ))
+    [f] = only(r, "TOK007")
+    assert f.location.file == "tokenizer.json" and "cannot read tokenizer.json" in f.message
+    assert "TOK002" not in ids(r)  # it is valid JSON with a vocabulary: only the library refuses it
