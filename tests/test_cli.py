@@ -159,3 +159,47 @@ def test_garbage_everywhere_never_tracebacks(llama: Path, tmp_path: Path) -> Non
 def test_console_script_help_lists_commands() -> None:
     p = _subprocess("--help")
     assert p.returncode == 0 and "check" in p.stdout and "explain" in p.stdout
+
+
+def test_env_command_json() -> None:
+    res = CliRunner().invoke(main, ["env", "--format", "json", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["environment"]["packages"]["torch"].startswith("2.")
+    assert doc["environment"]["probe"]["failure"] is None
+
+
+def test_env_command_text_and_bad_visible_devices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ASCEND_RT_VISIBLE_DEVICES", "1,0")
+    res = CliRunner().invoke(main, ["env"])
+    assert res.exit_code == 1 and "ENVIRONMENT" in res.stdout and "ENV001" in res.stdout
+
+
+def test_plan_command(llama: Path) -> None:
+    res = CliRunner().invoke(
+        main,
+        [
+            "plan",
+            str(llama),
+            "--target-device",
+            "910B4",
+            "--set",
+            "world_size=1",
+            "--set",
+            "max_seq_len=256",
+            "--format",
+            "json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["memory"]["device"]["name"] == "910B4" and doc["memory"]["kv"]["seq_len"] == 256
+    res = CliRunner().invoke(main, ["plan", str(llama), "--target-device", "310P3"])
+    assert res.exit_code == 1 and "ENV009" in res.stdout and "MEMORY PLAN" in res.stdout
+    res = CliRunner().invoke(main, ["plan", str(llama), "--target-device", "B200-not-there"])
+    assert res.exit_code == 2 and "catalog" in res.stderr
+
+
+def test_devices_command() -> None:
+    res = CliRunner().invoke(main, ["devices"])
+    assert res.exit_code == 0 and "910B3" in res.stdout and "310P3" in res.stdout and "H100-80GB" in res.stdout
