@@ -166,7 +166,7 @@ def python_files(ctx: Context) -> Iterator[Hit]:
             )
 
 
-def _hf_cache_link(ctx: Context, e: Entry, target: Path) -> bool:
+def _hf_cache_link(ctx: Context, target: Path) -> bool:
     """A Hugging Face cache snapshot link (``snapshots/<rev>/f`` → ``../../blobs/<sha>``)."""
     parts = target.parts
     return "blobs" in parts and any(p == "snapshots" for p in ctx.weights_dir.resolve().parts)
@@ -192,7 +192,7 @@ def symlinks(ctx: Context) -> Iterator[Hit]:
             yield Hit(f"{e.rel} is a symlink loop", "Replace it with the real file.", Location(file=e.rel))
             continue
         inside = target == root or root in target.parents
-        if _hf_cache_link(ctx, e, target):
+        if _hf_cache_link(ctx, target):
             yield Hit(
                 f"{e.rel} links into the Hugging Face cache ({e.link_target}); MindIE's file check rejects symlinks",
                 "Download with --local-dir to get regular files, or set MINDIE_CHECK_INPUTFILES_PERMISSION=0 knowingly.",

@@ -17,11 +17,6 @@ def _paint(text: str, color: str, on: bool) -> str:
     return f"\x1b[{_COLORS[color]}m{text}\x1b[0m" if on else text
 
 
-def finding_lines(f: Finding, color: bool = False) -> list[str]:
-    """One finding: id and message, where, and the fix."""
-    return _finding(f, color)
-
-
 def environment_lines(env: Mapping[str, Any]) -> list[str]:
     """The probed environment as a short table (``npu-preflight env``)."""
     lines = ["ENVIRONMENT"]
@@ -60,7 +55,8 @@ def environment_lines(env: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def _finding(f: Finding, color: bool) -> list[str]:
+def finding_lines(f: Finding, color: bool = False) -> list[str]:
+    """One finding: id and message, where, and the fix."""
     where = f.location.describe()
     head = f"  {_paint(f.check_id, _SEV_COLOR[f.severity], color)}  {f.message}"
     lines = [head]
@@ -120,7 +116,7 @@ def render(report: Report, color: bool = False) -> str:
         out.append("")
         out.append(_paint(f"{_SEV_LABEL[sev]} ({len(group)})", _SEV_COLOR[sev], color))
         for f in group:
-            out.extend(_finding(f, color))
+            out.extend(finding_lines(f, color))
     if report.memory:
         out.append("")
         out.extend(plan_lines(report.memory))

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from toolkit.errors import Unavailable
@@ -237,13 +237,6 @@ class Plan:
         }
 
 
-@dataclass
-class _Acc:
-    total: int = 0
-    per_rank: float = 0.0
-    notes: list[str] = field(default_factory=list)
-
-
 def _ints(mc: dict[str, Any], key: str) -> int | None:
     v = mc.get(key)
     return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
@@ -254,25 +247,25 @@ def weights_per_rank(ctx: Context, world_size: int, load_bytes: int | None) -> t
     kv_heads = None
     if ctx.availability("architecture") is None:
         kv_heads = ctx.architecture[1].kv_heads
-    acc = _Acc()
+    total, per_rank = 0, 0.0
     for name, loc in ctx.tensors.items():
         info = loc.info
         if info.dtype in FLOAT_DTYPES and load_bytes is not None:
             nbytes = info.numel * load_bytes
         else:
             nbytes = info.numel * DTYPE_BITS[info.dtype] // 8
-        acc.total += nbytes
+        total += nbytes
         if world_size == 1:
-            acc.per_rank += nbytes
+            per_rank += nbytes
             continue
         one_d = len(info.shape) <= 1
         if (one_d and not name.endswith(_COLUMN_BIASES)) or name.endswith(("gate.weight", "e_score_correction_bias")):
-            acc.per_rank += nbytes  # replicated
+            per_rank += nbytes  # replicated
         elif name.endswith(_KV_PROJ) and kv_heads:
-            acc.per_rank += nbytes / min(world_size, kv_heads)
+            per_rank += nbytes / min(world_size, kv_heads)
         else:
-            acc.per_rank += nbytes / world_size
-    return acc.total, math.ceil(acc.per_rank)
+            per_rank += nbytes / world_size
+    return total, math.ceil(per_rank)
 
 
 def make_plan(ctx: Context) -> Plan:

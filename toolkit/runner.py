@@ -15,6 +15,7 @@ from toolkit import __version__
 from toolkit.context import Context
 from toolkit.errors import Unavailable
 from toolkit.model import (
+    PHASE_ORDER,
     CheckRecord,
     CheckResult,
     CheckSpec,
@@ -93,7 +94,7 @@ def run(
     started = time.perf_counter()
     created = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
     results: list[CheckResult] = []
-    for phase in (Phase.STATIC, Phase.ENVIRONMENT, Phase.PLAN, Phase.INIT, Phase.DEEP):
+    for phase in PHASE_ORDER:
         phase_specs = [s for s in specs if s.phase is phase]
         skip = phase_skip_reason(phase, ctx, results) if phase_specs else None
         for spec in phase_specs:

@@ -1,7 +1,7 @@
 """A strict reader of safetensors headers that never touches tensor bytes.
 
-Written by hand rather than with the ``safetensors`` library because (a) the static phase must not
-import torch or map whole files, (b) the library accepts files its own specification rejects
+Written by hand rather than with the ``safetensors`` library because (a) the static phase must
+neither load torch nor map whole files, (b) the library accepts files its own specification rejects
 (duplicate keys, unknown fields, null metadata) and we must report those, and (c) it stops at the
 first fault while an operator wants every broken tensor named with its byte offsets.
 
