@@ -7,7 +7,7 @@ from typing import Any
 
 from toolkit.context import Context
 from toolkit.errors import Unavailable
-from toolkit.formats.tokenizer import TokenizerFormatError, read_json_object, read_tokenizer_json, token_text
+from toolkit.formats.tokenizer import TokenizerFormatError, read_json_object, token_text
 from toolkit.model import Hit, Location, Phase, Severity
 from toolkit.registry import check
 
@@ -63,15 +63,13 @@ def tokenizer_readable(ctx: Context) -> Iterator[Hit]:
     Good: ``{"model": {"type": "BPE", "vocab": {...}, "merges": [...]}, "added_tokens": [...]}``.
     Fix: download the file again.
     """
-    if ctx.path("tokenizer.json").is_file():
-        try:
-            read_tokenizer_json(ctx.path("tokenizer.json"))
-        except TokenizerFormatError as exc:
-            yield Hit(
-                f"tokenizer.json cannot be used: {exc}",
-                "Download tokenizer.json again.",
-                Location(file="tokenizer.json"),
-            )
+    loaded = ctx.tokenizer_load
+    if isinstance(loaded, TokenizerFormatError):
+        yield Hit(
+            f"tokenizer.json cannot be used: {loaded}",
+            "Download tokenizer.json again.",
+            Location(file="tokenizer.json"),
+        )
     for rel in ("tokenizer_config.json", "special_tokens_map.json"):
         if ctx.path(rel).is_file():
             try:

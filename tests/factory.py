@@ -409,3 +409,60 @@ def build_sparse_llama(
     (path / "config.json").write_text(json.dumps(cfg, indent=2))
     (path / "generation_config.json").write_text(json.dumps({"bos_token_id": 1, "eos_token_id": 2}))
     return path
+
+
+def write_large_tokenizer(path: Path, vocab: int = 150_000, added: int = 200) -> None:
+    """A tokenizer.json the size of a modern LLM's (BPE, ``vocab`` entries and merges, added tokens),
+    generated without training, plus tokenizer_config.json — for the static benchmark."""
+    import random
+
+    rnd = random.Random(0)
+    alphabet = "abcdefghijklmnopqrstuvwxyzĠĊ"
+    words: dict[str, int] = {}
+    while len(words) < vocab:
+        words.setdefault("".join(rnd.choice(alphabet) for _ in range(rnd.randint(2, 9))), len(words))
+    keys = list(words)
+    doc = {
+        "version": "1.0",
+        "truncation": None,
+        "padding": None,
+        "added_tokens": [
+            {
+                "id": vocab + i,
+                "content": f"<|special_{i}|>",
+                "single_word": False,
+                "lstrip": False,
+                "rstrip": False,
+                "normalized": False,
+                "special": True,
+            }
+            for i in range(added)
+        ],
+        "normalizer": None,
+        "pre_tokenizer": {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True},
+        "post_processor": None,
+        "decoder": {"type": "ByteLevel"},
+        "model": {
+            "type": "BPE",
+            "dropout": None,
+            "unk_token": None,
+            "continuing_subword_prefix": "",
+            "end_of_word_suffix": "",
+            "fuse_unk": False,
+            "byte_fallback": False,
+            "ignore_merges": False,
+            "vocab": words,
+            "merges": [[a, b] for a, b in zip(keys[:-1], keys[1:], strict=True)],
+        },
+    }
+    (path / "tokenizer.json").write_text(json.dumps(doc, ensure_ascii=False))
+    (path / "tokenizer_config.json").write_text(
+        json.dumps(
+            {
+                "bos_token": "<|special_0|>",
+                "eos_token": "<|special_1|>",
+                "tokenizer_class": "PreTrainedTokenizerFast",
+                "chat_template": "{% for m in messages %}<|special_2|>{{ m['content'] }}<|special_1|>{% endfor %}",
+            }
+        )
+    )

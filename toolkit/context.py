@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from toolkit.arch import Dims, Family
     from toolkit.catalog import DeviceSpec
     from toolkit.deep import DeepScan
-    from toolkit.formats.tokenizer import TokenizerInfo
+    from toolkit.formats.tokenizer import TokenizerFormatError, TokenizerInfo
     from toolkit.memory import Plan
     from toolkit.probe import ProbeResult
     from toolkit.sandbox import InitOutcome
@@ -351,17 +351,29 @@ class Context:
         return fam, d
 
     @cached_property
-    def tokenizer(self) -> TokenizerInfo:
-        """tokenizer.json's vocabulary."""
+    def tokenizer_load(self) -> TokenizerInfo | TokenizerFormatError | None:
+        """tokenizer.json parsed once (None when absent)."""
         from toolkit.formats.tokenizer import TokenizerFormatError, read_tokenizer_json
 
         path = self.path("tokenizer.json")
         if not path.is_file():
-            raise Unavailable("there is no tokenizer.json (see TOK001)")
+            return None
         try:
             return read_tokenizer_json(path)
         except TokenizerFormatError as exc:
-            raise Unavailable(f"tokenizer.json could not be read ({exc}; see TOK002)") from None
+            return exc
+
+    @property
+    def tokenizer(self) -> TokenizerInfo:
+        """tokenizer.json's vocabulary."""
+        from toolkit.formats.tokenizer import TokenizerFormatError
+
+        value = self.tokenizer_load
+        if value is None:
+            raise Unavailable("there is no tokenizer.json (see TOK001)")
+        if isinstance(value, TokenizerFormatError):
+            raise Unavailable(f"tokenizer.json could not be read ({value}; see TOK002)")
+        return value
 
     def json_object(self, rel: str) -> dict[str, Any]:
         """A small JSON object file of the folder; unavailable when absent or malformed."""

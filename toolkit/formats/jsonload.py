@@ -17,6 +17,10 @@ from typing import Any
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
+#: Documents above this size skip the exact depth pre-scan (it costs as much as the parse on a
+#: 6 MB tokenizer.json); the C parser's own recursion guard still bounds them, raising RecursionError
+#: at the interpreter's limit, which is reported as "too-deep".
+PRESCAN_LIMIT = 1024 * 1024
 
 
 class JsonLoadError(Exception):
@@ -79,7 +83,7 @@ def loads(
         raise JsonLoadError("not-utf8", f"not UTF-8 (byte {exc.start})") from None
     if text.startswith("\ufeff"):
         raise JsonLoadError("invalid", "starts with a byte-order mark")
-    if _depth_exceeds(text, max_depth):
+    if len(text) <= PRESCAN_LIMIT and _depth_exceeds(text, max_depth):
         raise JsonLoadError("too-deep", f"nested deeper than {max_depth} levels")
     duplicates: list[str] = []
 
