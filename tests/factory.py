@@ -11,6 +11,7 @@ downloaded.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 from dataclasses import dataclass
 from functools import cache
