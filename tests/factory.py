@@ -453,7 +453,7 @@ def write_large_tokenizer(path: Path, vocab: int = 150_000, added: int = 200) ->
             "byte_fallback": False,
             "ignore_merges": False,
             "vocab": words,
-            "merges": [[a, b] for a, b in zip(keys[:-1], keys[1:], strict=True)],
+            "merges": [[a, b] for a, b in itertools.pairwise(keys)],
         },
     }
     (path / "tokenizer.json").write_text(json.dumps(doc, ensure_ascii=False))
