@@ -78,3 +78,12 @@ def test_utf16_is_not_guessed() -> None:
     with pytest.raises(JsonLoadError) as ei:
         loads('{"a": 1}'.encode("utf-16"))
     assert ei.value.kind == "not-utf8"
+
+
+def test_deep_nesting_beyond_the_prescan_size_is_still_an_error() -> None:
+    doc = b"[" * 700_000 + b"]" * 700_000  # 1.4 MB: above PRESCAN_LIMIT, the parser's guard decides
+    with pytest.raises(JsonLoadError) as ei:
+        loads(doc, track_duplicates=False)
+    assert ei.value.kind == "too-deep"
+    with pytest.raises(JsonLoadError):
+        loads(doc)
