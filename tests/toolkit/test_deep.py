@@ -204,7 +204,16 @@ def test_ctrl_c_leaves_no_partial_manifest(tmp_path: Path) -> None:
         stderr=subprocess.PIPE,
         text=True,
     )
-    time.sleep(1.5)
+    target = str(big / "model.safetensors")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:  # interrupt only once the scan has the file open
+        try:
+            if any(os.readlink(f"/proc/{proc.pid}/fd/{fd}") == target for fd in os.listdir(f"/proc/{proc.pid}/fd")):
+                break
+        except OSError:
+            pass
+        time.sleep(0.05)
+    time.sleep(0.2)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err

@@ -83,7 +83,7 @@ def test_segfault(llama: Path) -> None:
 def test_hang_times_out_and_kills_grandchildren(llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pidfile = tmp_path / "pid"
     monkeypatch.setenv("PREFLIGHT_TEST_PIDFILE", str(pidfile))
-    o = init(llama, generator="tests.sandbox_factories:hang", timeout=4)
+    o = init(llama, generator="tests.sandbox_factories:hang", timeout=8)
     assert o.classified.outcome == "timeout"
     assert_dead(int(pidfile.read_text()))
 
