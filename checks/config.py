@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from toolkit.context import CONFIG_NAME, MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, Context
 from toolkit.formats.jsonload import JsonLoadError
 from toolkit.formats.safetensors import FLOAT_DTYPES, TORCH_NAME
-from toolkit.mconfig import coerce
 from toolkit.model import Hit, Location, Severity
 from toolkit.registry import check
 from toolkit.units import fmt_bytes
@@ -170,15 +169,10 @@ def stored_dtype_matches(ctx: Context) -> Iterator[Hit]:
             f"but config.json torch_dtype is {declared}; {consequence}",
             f'Set "torch_dtype" to "{torch_name}" if that is what the model was trained in, or convert '
             f"the weights to {declared}.",
-            Location(file=loc_file(ctx, examples[dt]), tensor=examples[dt], key="config.json:torch_dtype"),
+            Location(file=ctx.tensors[examples[dt]].file, tensor=examples[dt], key="config.json:torch_dtype"),
             {"stored": torch_name, "declared": declared, "tensors": n, "bytes": size[dt]},
             severity=Severity.WARNING if share >= 0.05 else Severity.INFO,
         )
-
-
-def loc_file(ctx: Context, tensor: str) -> str:
-    """The file holding ``tensor``."""
-    return ctx.tensors[tensor].file
 
 
 @check("CFG006", "config.json names model_type and architectures", Severity.ERROR, requires=("config",))
@@ -222,7 +216,7 @@ def family_dtype(ctx: Context) -> Iterator[Hit]:
     Good: ``"torch_dtype": "float16"`` for that family (the model README lists what it supports).
     Fix: set torch_dtype to float16 and check for overflow with --deep.
     """
-    if ctx.model_config is None or coerce(ctx.model_config).get("backend_type") != "atb":
+    if ctx.model_config_coerced.get("backend_type") != "atb":
         return
     mt = ctx.text_config.get("model_type")
     if mt in FP16_ONLY and ctx.declared_dtype == "bfloat16":

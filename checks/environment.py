@@ -14,7 +14,6 @@ from toolkit.context import Context
 from toolkit.envvars import parse_float, parse_visible_devices
 from toolkit.errors import Unavailable
 from toolkit.formats.jsonload import JsonLoadError, load_file
-from toolkit.mconfig import coerce
 from toolkit.model import Hit, Location, Phase, Severity
 from toolkit.registry import check
 
@@ -122,7 +121,7 @@ def rank_env(ctx: Context) -> Iterator[Hit]:
                 )
     if ctx.model_config is None:
         return
-    mc = coerce(ctx.model_config)
+    mc = ctx.model_config_coerced
     for env_name, key in (("RANK", "rank"), ("LOCAL_RANK", "local_rank"), ("WORLD_SIZE", "world_size")):
         ev, mv = values[env_name], mc.get(key)
         if ev is not None and ev >= 0 and isinstance(mv, int) and ev != mv:
@@ -200,7 +199,7 @@ def multi_rank(ctx: Context) -> Iterator[Hit]:
                 "Give every device a unique rank_id.",
                 Location(env="RANK_TABLE_FILE"),
             )
-        ws = coerce(ctx.model_config or {}).get("world_size")
+        ws = ctx.model_config_coerced.get("world_size")
         if isinstance(ws, int) and ranks and len(ranks) != ws:
             yield Hit(
                 f"rank table lists {len(ranks)} rank(s) but world_size is {ws}",

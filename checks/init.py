@@ -19,17 +19,9 @@ def _advice(ctx: Context, o: InitOutcome) -> str:
     kind = o.classified.outcome
     plan = ctx.plan if ctx.availability("plan") is None else None
     if kind == "oom-device":
-        parts = []
-        if plan is not None and plan.kv is not None:
-            seq = plan.max_seq_len_fit()
-            if seq:
-                parts.append(f"lower max_seq_len to {seq:,}")
-            b = plan.max_batch_fit()
-            if b:
-                parts.append(f"lower max_batch_size to {b}")
-            parts.append(f"raise world_size to {plan.world_size * 2}")
-        parts.append("or use a larger card")
-        return "; ".join(parts).capitalize() + "."
+        if plan is not None and plan.budget_bytes is not None:
+            return plan.remedy()
+        return "Lower max_seq_len or max_batch_size, raise world_size, or use a device with more memory."
     if kind == "oom-host":
         limit = f" (the cap was {fmt_bytes(o.memory_limit)})" if o.memory_limit else ""
         need = f"; the plan predicts a peak of {fmt_bytes(plan.predicted_peak_bytes)}" if plan else ""

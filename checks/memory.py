@@ -23,21 +23,6 @@ def _plan_with_budget(ctx: Context) -> Plan:
     return plan
 
 
-def _advice(plan: Plan) -> str:
-    bits = []
-    fit_seq, fit_batch = plan.max_seq_len_fit(), plan.max_batch_fit()
-    if plan.kv and fit_seq:
-        bits.append(f"lower max_seq_len to {fit_seq:,} (at batch {plan.kv.batch})")
-    if plan.kv and fit_batch:
-        bits.append(f"lower max_batch_size to {fit_batch} (at max_seq_len {plan.kv.seq_len:,})")
-    need_ws = plan.world_size * 2
-    bits.append(f"raise world_size (e.g. {need_ws}) to split the weights")
-    if plan.load_dtype == "float32":
-        bits.append("load in float16/bfloat16 (half the bytes)")
-    bits.append("or use a device with more memory")
-    return "; ".join(bits).capitalize() + "."
-
-
 @check("MEM001", "the weights fit the device", Severity.ERROR, phase=Phase.PLAN, requires=("tensors",))
 def weights_fit(ctx: Context) -> Iterator[Hit]:
     """Each rank must hold its share of the weights (``weights / world_size`` for tensor-parallel
@@ -92,7 +77,7 @@ def total_fits(ctx: Context) -> Iterator[Hit]:
             f"{fmt_bytes(plan.budget_bytes)} by {fmt_bytes(-headroom)}; the estimated maximum max_seq_len is "
             f"{fit_seq:,}"
             + (f" and max_batch_size {plan.max_batch_fit()}" if plan.max_batch_fit() is not None else ""),
-            _advice(plan),
+            plan.remedy(),
             Location(key="model_config.max_seq_len"),
             {
                 "total": plan.total_bytes,

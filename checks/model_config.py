@@ -9,7 +9,7 @@ from typing import Any
 
 from toolkit.context import Context
 from toolkit.errors import Unavailable
-from toolkit.mconfig import coerce, known_keys, validate
+from toolkit.mconfig import known_keys, validate
 from toolkit.mindie_service import SERVICE_KEY
 from toolkit.model import Hit, Location, Severity
 from toolkit.registry import check
@@ -18,7 +18,7 @@ from toolkit.registry import check
 def _mc(ctx: Context) -> dict[str, Any]:
     if ctx.model_config is None:
         raise Unavailable("no model_config given (use --model-config or --set)")
-    return coerce(ctx.model_config)
+    return ctx.model_config_coerced
 
 
 @check("MC001", "model_config satisfies the schema", Severity.ERROR)

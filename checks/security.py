@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from toolkit.context import Context, Entry
-from toolkit.formats.jsonload import JsonLoadError, load_file
 from toolkit.model import Hit, Location, Severity
 from toolkit.registry import check
 
@@ -92,14 +91,9 @@ def _auto_maps(ctx: Context) -> Iterator[tuple[str, str, str]]:
     sources: list[tuple[str, Any]] = []
     if ctx.availability("config") is None:
         sources.append(("config.json", ctx.config.get("auto_map")))
-    tc = ctx.path("tokenizer_config.json")
-    if tc.is_file():
-        try:
-            doc = load_file(tc, max_bytes=50 * 1024 * 1024).value
-        except JsonLoadError:
-            doc = None
-        if isinstance(doc, dict):
-            sources.append(("tokenizer_config.json", doc.get("auto_map")))
+    tc = ctx.json_load("tokenizer_config.json")
+    if isinstance(tc, dict):
+        sources.append(("tokenizer_config.json", tc.get("auto_map")))
     for file, amap in sources:
         if not isinstance(amap, dict):
             continue

@@ -7,7 +7,7 @@ from typing import Any
 
 from toolkit.context import Context
 from toolkit.errors import Unavailable
-from toolkit.formats.tokenizer import TokenizerFormatError, read_json_object, token_text
+from toolkit.formats.tokenizer import TokenizerFormatError, token_text
 from toolkit.model import Hit, Location, Phase, Severity
 from toolkit.registry import check
 
@@ -71,11 +71,9 @@ def tokenizer_readable(ctx: Context) -> Iterator[Hit]:
             Location(file="tokenizer.json"),
         )
     for rel in ("tokenizer_config.json", "special_tokens_map.json"):
-        if ctx.path(rel).is_file():
-            try:
-                read_json_object(ctx.path(rel))
-            except TokenizerFormatError as exc:
-                yield Hit(f"{rel} cannot be used: {exc}", f"Download {rel} again.", Location(file=rel))
+        value = ctx.json_load(rel)
+        if isinstance(value, TokenizerFormatError):
+            yield Hit(f"{rel} cannot be used: {value}", f"Download {rel} again.", Location(file=rel))
 
 
 @check("TOK003", "tokenizer ids fit the embedding", Severity.ERROR, requires=("tokenizer", "architecture"))
@@ -194,14 +192,12 @@ def generation_config(ctx: Context) -> Iterator[Hit]:
     Good: ``max_length`` ≤ max_position_embeddings.
     Fix: lower max_length, or fix the file's JSON.
     """
-    path = ctx.path("generation_config.json")
-    if not path.is_file():
+    gen = ctx.json_load("generation_config.json")
+    if gen is None:
         return
-    try:
-        gen = read_json_object(path)
-    except TokenizerFormatError as exc:
+    if isinstance(gen, TokenizerFormatError):
         yield Hit(
-            f"generation_config.json cannot be used: {exc}",
+            f"generation_config.json cannot be used: {gen}",
             "Restore it from the release.",
             Location(file="generation_config.json"),
             severity=Severity.ERROR,

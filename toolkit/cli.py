@@ -42,6 +42,16 @@ def _weights_dir(value: str) -> Path:
     return path.resolve()
 
 
+def _check_target(name: str | None) -> None:
+    """``--target-device`` must name a catalog device."""
+    if name is None:
+        return
+    from toolkit.catalog import find_device
+
+    if find_device(name) is None:
+        raise UsageError(f"--target-device {name!r} is not in the device catalog (see 'npu-preflight devices')")
+
+
 def _out_dir(value: str, weights: Path) -> Path:
     out = Path(value).resolve()
     if out == weights or weights in out.parents:
@@ -196,13 +206,7 @@ def check(
             mem_cap = parse_size(memory_limit)
         except ValueError as exc:
             raise UsageError(f"--memory-limit: {exc}") from None
-    if target_device is not None:
-        from toolkit.catalog import find_device
-
-        if find_device(target_device) is None:
-            raise UsageError(
-                f"--target-device {target_device!r} is not in the device catalog (see 'npu-preflight devices')"
-            )
+    _check_target(target_device)
     options = RunOptions(
         static=static,
         no_init=no_init,
@@ -375,13 +379,7 @@ def explain(check_id: str) -> None:
 def _options_for(python_path: str | None, device: str, target_device: str | None, static: bool) -> Any:
     from toolkit.context import RunOptions
 
-    if target_device is not None:
-        from toolkit.catalog import find_device
-
-        if find_device(target_device) is None:
-            raise UsageError(
-                f"--target-device {target_device!r} is not in the device catalog (see 'npu-preflight devices')"
-            )
+    _check_target(target_device)
     return RunOptions(static=static, no_init=True, device=device, target_device=target_device, python=python_path)
 
 

@@ -139,6 +139,7 @@ class Context:
         self.model_config_source = model_config_source
         self.options = options or RunOptions()
         self.env: Mapping[str, str] = dict(os.environ if env is None else env)
+        self._json_cache: dict[str, dict[str, Any] | TokenizerFormatError | None] = {}
 
     # -- generic ---------------------------------------------------------------------------
 
@@ -375,28 +376,45 @@ class Context:
             raise Unavailable(f"tokenizer.json could not be read ({value}; see TOK002)")
         return value
 
+    def json_load(self, rel: str) -> dict[str, Any] | TokenizerFormatError | None:
+        """A small JSON object file of the folder, parsed once per run: the object, why it is not
+        one, or None when the file is absent."""
+        if rel not in self._json_cache:
+            from toolkit.formats.tokenizer import TokenizerFormatError, read_json_object
+
+            path = self.path(rel)
+            value: dict[str, Any] | TokenizerFormatError | None = None
+            if path.is_file():
+                try:
+                    value = read_json_object(path)
+                except TokenizerFormatError as exc:
+                    value = exc
+            self._json_cache[rel] = value
+        return self._json_cache[rel]
+
     def json_object(self, rel: str) -> dict[str, Any]:
         """A small JSON object file of the folder; unavailable when absent or malformed."""
-        from toolkit.formats.tokenizer import TokenizerFormatError, read_json_object
-
-        path = self.path(rel)
-        if not path.is_file():
+        value = self.json_load(rel)
+        if value is None:
             raise Unavailable(f"there is no {rel}")
-        try:
-            return read_json_object(path)
-        except TokenizerFormatError as exc:
-            raise Unavailable(f"{rel} could not be read ({exc})") from None
+        if not isinstance(value, dict):
+            raise Unavailable(f"{rel} could not be read ({value})")
+        return value
 
     @property
     def trust_remote_code(self) -> bool:
         """Whether code from the folder may run: ``--trust-remote-code`` or model_config's flag."""
-        if self.options.trust_remote_code:
-            return True
-        from toolkit.mconfig import coerce
-
-        return coerce(self.model_config or {}).get("trust_remote_code") is True
+        return self.options.trust_remote_code or self.model_config_coerced.get("trust_remote_code") is True
 
     # -- later phases (imported lazily so the static phase stays light) --------------------
+
+    @cached_property
+    def model_config_coerced(self) -> dict[str, Any]:
+        """The model_config as MindIE reads it (numeric and boolean strings converted); ``{}`` when
+        none was given."""
+        from toolkit.mconfig import coerce
+
+        return coerce(self.model_config or {})
 
     @cached_property
     def model_config_effective(self) -> dict[str, Any]:
@@ -405,7 +423,7 @@ class Context:
             raise Unavailable("no model_config given (use --model-config or --set)")
         from toolkit.mconfig import with_defaults
 
-        return with_defaults(self.model_config)
+        return with_defaults(self.model_config_coerced)
 
     @cached_property
     def world_size(self) -> int:

@@ -29,7 +29,6 @@ if TYPE_CHECKING:
     from toolkit.context import Context
 
 CHUNK = 16 * 1024 * 1024
-FP16_MAX = 65504.0
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,9 @@ def _schema_defaults() -> dict[str, Any]:
 
 
 def with_defaults(mc: Mapping[str, Any]) -> dict[str, Any]:
-    """``mc`` with the schema's defaults for keys it does not set."""
+    """``mc`` (already coerced) with the schema's defaults for keys it does not set."""
     out = _schema_defaults()
-    out.update(coerce(mc))
+    out.update(mc)
     if "local_rank" not in out and isinstance(out.get("rank"), int):
         out["local_rank"] = out["rank"]
     return out

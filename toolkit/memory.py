@@ -190,6 +190,21 @@ class Plan:
         kv = self.kv
         return self._largest(lambda b: self.total_for(kv.seq_len, b) <= budget, 1_000_000)
 
+    def remedy(self) -> str:
+        """What to change so the plan fits, with the plan's own numbers (MEM002, and INIT001 after a
+        device OOM)."""
+        bits = []
+        fit_seq, fit_batch = self.max_seq_len_fit(), self.max_batch_fit()
+        if self.kv and fit_seq:
+            bits.append(f"lower max_seq_len to {fit_seq:,} (at batch {self.kv.batch})")
+        if self.kv and fit_batch:
+            bits.append(f"lower max_batch_size to {fit_batch} (at max_seq_len {self.kv.seq_len:,})")
+        bits.append(f"raise world_size (e.g. {self.world_size * 2}) to split the weights")
+        if self.load_dtype == "float32":
+            bits.append("load in float16/bfloat16 (half the bytes)")
+        bits.append("or use a device with more memory")
+        return "; ".join(bits).capitalize() + "."
+
     def with_measurement(self, peak: int | None, source: str | None) -> Plan:
         """The plan with the init's measured peak attached."""
         return replace(self, measured_peak_bytes=peak, measured_source=source)

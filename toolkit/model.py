@@ -151,17 +151,6 @@ class CheckResult:
     reason: str | None = None
     duration_s: float = 0.0
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON form of one entry of ``checks``."""
-        return {
-            "id": self.spec.id,
-            "title": self.spec.title,
-            "phase": self.spec.phase.value,
-            "status": self.status.value,
-            "duration_s": round(self.duration_s, 6),
-            "reason": self.reason,
-        }
-
 
 @dataclass(frozen=True)
 class CheckRecord:

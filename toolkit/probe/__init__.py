@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
 import tempfile
@@ -178,22 +177,3 @@ def run_probe(options: RunOptions, env: Mapping[str, str], tokenizer_json: Path 
         except (OSError, ValueError):
             return ProbeResult({}, outcome, err_tail, f"exited {outcome.returncode} without a result", python)
         return ProbeResult(data, outcome, err_tail, None, python)
-
-
-def environment_without_probe(env: Mapping[str, str]) -> dict[str, Any]:
-    """What the static phase records about the environment (no subprocess, no imports)."""
-    keys = (
-        "ASCEND_RT_VISIBLE_DEVICES",
-        "NPU_MEMORY_FRACTION",
-        "RESERVED_MEMORY_GB",
-        "RANK",
-        "LOCAL_RANK",
-        "WORLD_SIZE",
-        "RANK_TABLE_FILE",
-        "ASCEND_HOME_PATH",
-        "ASCEND_TOOLKIT_HOME",
-        "TORCH_DEVICE_BACKEND_AUTOLOAD",
-        "CUDA_VISIBLE_DEVICES",
-        "MINDIE_CHECK_INPUTFILES_PERMISSION",
-    )
-    return {"variables": {k: env[k] for k in keys if k in env}, "probe": None, "cpus": os.cpu_count()}
