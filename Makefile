@@ -34,8 +34,12 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# mypy reads a tree of links laid out as the installed namespace (see [tool.mypy] in pyproject.toml).
 typecheck: setup
-	$(BIN)/mypy
+	@rm -rf build/typecheck && mkdir -p build/typecheck/npu_preflight
+	@for f in toolkit/*; do ln -s "$$PWD/$$f" build/typecheck/npu_preflight/; done
+	@for d in checks reports schemas; do ln -s "$$PWD/$$d" build/typecheck/npu_preflight/$$d; done
+	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml
 
 pytest: setup browser
 	$(BIN)/pytest -n 2 -q

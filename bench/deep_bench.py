@@ -31,7 +31,7 @@ print(json.dumps({"s": time.perf_counter() - t0, "bytes": total}))
 OURS = """
 import json, sys, time
 from pathlib import Path
-from toolkit.context import Context, RunOptions
+from npu_preflight.context import Context, RunOptions
 ctx = Context(Path(sys.argv[1]), options=RunOptions(static=True, deep=True, workers=int(sys.argv[2])))
 ctx.headers
 t0 = time.perf_counter(); scan = ctx.deep_scan; dt = time.perf_counter() - t0

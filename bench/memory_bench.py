@@ -40,16 +40,17 @@ t0 = time.perf_counter(); g.run(req, lambda *a, **k: None); print(time.perf_coun
 SANDBOXED = """
 import json, os, sys, time
 from pathlib import Path
-from toolkit.context import Context, RunOptions
-from toolkit.sandbox import run_init, build_request
-from toolkit.mconfig import parse_set
+from npu_preflight.context import Context, RunOptions
+from npu_preflight.sandbox import run_init
+from npu_preflight.mconfig import parse_set
 mc = dict(parse_set(s) for s in sys.argv[2:])
 ctx = Context(Path(sys.argv[1]), mc, options=RunOptions(device="cpu", no_init=False), env=dict(os.environ))
 ctx.plan  # the probe and the plan run before the timer: the comparison is the init alone
 if os.environ.get("WRITE_REQUEST"):
-    Path(os.environ["WRITE_REQUEST"]).write_text(json.dumps(build_request(ctx, "cpu"), default=str))
+    Path(os.environ["WRITE_REQUEST"]).write_text(json.dumps(ctx.init_request().child_request(), default=str))
     raise SystemExit(0)
-t0 = time.perf_counter(); o = run_init(ctx); dt = time.perf_counter() - t0
+req = ctx.init_request()
+t0 = time.perf_counter(); o = run_init(req); dt = time.perf_counter() - t0
 assert o.classified.outcome == "ok", o.to_dict()
 print(dt)
 """
@@ -83,7 +84,7 @@ def main(repeats: int = 3) -> dict:
         cmd = [
             PY,
             "-m",
-            "toolkit",
+            "npu_preflight",
             "check",
             str(m),
             "--device",

@@ -7,14 +7,14 @@ import sys
 import time
 
 from bench.common import table
-from reports import RENDERERS, html
-from toolkit.model import CheckRecord, Finding, Location, Report, Severity, Status
-from toolkit.registry import all_checks
+from npu_preflight.cli import registry
+from npu_preflight.model import CheckRecord, Finding, Location, Report, Severity, Status
+from npu_preflight.reports import RENDERERS, RenderOptions
 
 
 def big_report(n: int = 5000) -> Report:
     rnd = random.Random(0)
-    specs = all_checks()
+    specs = registry().specs
     checks = tuple(CheckRecord(s.id, s.title, s.phase.value, Status.FAILED, 0.001, None) for s in specs)
     findings = []
     for i in range(n):
@@ -41,15 +41,15 @@ def big_report(n: int = 5000) -> Report:
 
 def main(repeats: int = 5) -> dict[str, float]:
     r = big_report()
-    docs = {s.id: s.doc for s in all_checks()}
-    html.render(r, docs)  # warm the template cache
+    opts = RenderOptions(docs={s.id: s.doc for s in registry().specs})
+    RENDERERS["html"](r, opts)  # warm the template cache
     rows, out = [], {}
     for name, fn in RENDERERS.items():
         best = float("inf")
         size = 0
         for _ in range(repeats):
             t0 = time.perf_counter()
-            text = html.render(r, docs) if name == "html" else fn(r)
+            text = fn(r, opts)
             best = min(best, time.perf_counter() - t0)
             size = len(text.encode())
         rows.append([name, f"{best * 1000:.0f} ms", f"{size / 2**20:.2f} MiB"])

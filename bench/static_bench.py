@@ -46,7 +46,7 @@ def main(n: int = 7) -> dict[str, float]:
     folder = OUT / "llama70b-sparse"
     if not (folder / "config.json").exists():
         build_sparse_llama(folder)
-    ours = [PY, "-m", "toolkit", "check", str(folder), "--static", "--out", str(OUT / "static-report")]
+    ours = [PY, "-m", "npu_preflight", "check", str(folder), "--static", "--out", str(OUT / "static-report")]
     ours_mc = [
         *ours,
         "--target-device",
@@ -68,10 +68,10 @@ def main(n: int = 7) -> dict[str, float]:
         write_large_tokenizer(with_tok)
     w_ours, r_ours = median_run(ours, n)
     w_tok, r_tok = median_run(
-        [PY, "-m", "toolkit", "check", str(with_tok), "--static", "--out", str(OUT / "static-report-tok")], n
+        [PY, "-m", "npu_preflight", "check", str(with_tok), "--static", "--out", str(OUT / "static-report-tok")], n
     )
     w_mc, r_mc = median_run(ours_mc, n)
-    w_help, _ = median_run([PY, "-m", "toolkit", "--help"], n)
+    w_help, _ = median_run([PY, "-m", "npu_preflight", "--help"], n)
     w_a, r_a = median_run([PY, "-c", PEER_A, str(folder)], n)
     w_apt, r_apt = median_run([PY, "-c", PEER_A_PT, str(folder)], n)
     w_b, r_b = median_run([PY, "-c", PEER_B, str(folder)], max(3, n // 2))

@@ -5,10 +5,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from toolkit.arch import FAMILIES, GENERIC, expected_attention, expected_layer, family_for, shape_matches
-from toolkit.context import Context
-from toolkit.model import Hit, Location, Severity
-from toolkit.registry import check
+from npu_preflight.arch import FAMILIES, GENERIC, expected_attention, expected_layer, family_for, shape_matches
+from npu_preflight.context import Context
+from npu_preflight.model import Hit, Location, Severity
+from npu_preflight.registry import check
 
 _MAX = 20
 #: dtypes whose stored shape is the logical shape (packed int4 in I32/U8 is not shape-checked).

@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
-from toolkit.context import CONFIG_NAME, MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, Context
-from toolkit.formats.jsonload import JsonLoadError
-from toolkit.formats.safetensors import FLOAT_DTYPES, TORCH_NAME
-from toolkit.model import Hit, Location, Severity
-from toolkit.registry import check
-from toolkit.units import fmt_bytes
+from npu_preflight.context import CONFIG_NAME, MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, Context
+from npu_preflight.formats.jsonload import JsonLoadError
+from npu_preflight.formats.safetensors import FLOAT_DTYPES, TORCH_NAME
+from npu_preflight.model import Hit, Location, Severity
+from npu_preflight.registry import check
+from npu_preflight.units import fmt_bytes
 
 MINDIE_DTYPES = ("float16", "bfloat16")
 
 _WHY = {
     "missing": "config.json is missing",
     "unreadable": "config.json cannot be read",
+    "not-regular": "config.json is not a regular file",
     "not-utf8": "config.json is not UTF-8 text",
     "invalid": "config.json is not valid JSON",
     "too-large": f"config.json is larger than {fmt_bytes(MAX_CONFIG_BYTES)}",
@@ -216,7 +217,7 @@ def family_dtype(ctx: Context) -> Iterator[Hit]:
     Good: ``"torch_dtype": "float16"`` for that family (the model README lists what it supports).
     Fix: set torch_dtype to float16 and check for overflow with --deep.
     """
-    if ctx.model_config_coerced.get("backend_type") != "atb":
+    if ctx.model_config is None or ctx.model_config.backend_type != "atb":
         return
     mt = ctx.text_config.get("model_type")
     if mt in FP16_ONLY and ctx.declared_dtype == "bfloat16":

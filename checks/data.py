@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from toolkit.context import Context
-from toolkit.model import Hit, Location, Phase, Severity
-from toolkit.registry import check
+from npu_preflight.context import Context
+from npu_preflight.model import Hit, Location, Phase, Severity
+from npu_preflight.registry import check
 
 _MAX = 30
 FP16_MAX = 65504.0
@@ -169,7 +169,7 @@ def published_hashes(ctx: Context) -> Iterator[Hit]:
     Good: every file matches.
     Fix: download the file again.
     """
-    from toolkit.manifest import compare, hf_download_metadata
+    from npu_preflight.manifest import compare, hf_download_metadata
 
     expected = hf_download_metadata(ctx.weights_dir)
     if not expected:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from toolkit.context import Context
-from toolkit.model import Hit, Location, Severity
-from toolkit.registry import check
+from npu_preflight.context import Context
+from npu_preflight.model import Hit, Location, Severity
+from npu_preflight.registry import check
 
 
 @check("DIST001", "attention heads divide by world_size", Severity.ERROR, requires=("architecture", "world_size"))

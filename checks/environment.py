@@ -7,18 +7,16 @@ import glob
 import ipaddress
 import os
 from collections.abc import Iterator
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from toolkit.context import Context
-from toolkit.envvars import parse_float, parse_visible_devices
-from toolkit.errors import Unavailable
-from toolkit.formats.jsonload import JsonLoadError, load_file
-from toolkit.model import Hit, Location, Phase, Severity
-from toolkit.registry import check
+from npu_preflight.context import Context
+from npu_preflight.envvars import parse_float, parse_visible_devices
+from npu_preflight.errors import Unavailable
+from npu_preflight.model import Hit, Location, Phase, Severity
+from npu_preflight.registry import check
 
 if TYPE_CHECKING:
-    from toolkit.probe import ProbeResult
+    from npu_preflight.probe import ProbeResult
 
 
 @check("ENV001", "ASCEND_RT_VISIBLE_DEVICES is a valid device list", Severity.ERROR)
@@ -121,7 +119,7 @@ def rank_env(ctx: Context) -> Iterator[Hit]:
                 )
     if ctx.model_config is None:
         return
-    mc = ctx.model_config_coerced
+    mc = ctx.model_config
     for env_name, key in (("RANK", "rank"), ("LOCAL_RANK", "local_rank"), ("WORLD_SIZE", "world_size")):
         ev, mv = values[env_name], mc.get(key)
         if ev is not None and ev >= 0 and isinstance(mv, int) and ev != mv:
@@ -133,23 +131,11 @@ def rank_env(ctx: Context) -> Iterator[Hit]:
             )
 
 
-def rank_table(ctx: Context) -> tuple[dict[str, Any] | None, str | None]:
-    """The parsed rank table, or (None, why) — (None, None) when RANK_TABLE_FILE is unset."""
-    raw = ctx.env.get("RANK_TABLE_FILE")
-    if not raw:
-        return None, None
-    try:
-        doc = load_file(Path(raw), max_bytes=10 * 1024 * 1024, max_depth=16).value
-    except JsonLoadError as exc:
-        return None, f"RANK_TABLE_FILE {raw!r} cannot be used: {exc.message}"
-    if not isinstance(doc, dict) or not isinstance(doc.get("server_list"), list):
-        return None, f"RANK_TABLE_FILE {raw!r} has no server_list"
-    return doc, None
-
-
 def rank_table_servers(ctx: Context) -> int | None:
     """Number of servers the rank table lists; None when there is no usable table."""
-    doc, _ = rank_table(ctx)
+    if ctx.availability("rank_table") is not None:
+        return None
+    doc = ctx.rank_table
     return len(doc["server_list"]) if doc else None
 
 
@@ -163,7 +149,8 @@ def multi_rank(ctx: Context) -> Iterator[Hit]:
     Good: every device with a valid ``device_ip`` and a unique ``rank_id``; ranks = world_size.
     Fix: regenerate the rank table (hccn_tool gives the device IPs).
     """
-    doc, why = rank_table(ctx)
+    why = ctx.availability("rank_table")
+    doc = ctx.rank_table if why is None else None
     if why:
         yield Hit(why, "Point RANK_TABLE_FILE at a valid rank table JSON.", Location(env="RANK_TABLE_FILE"))
     if doc:
@@ -199,8 +186,8 @@ def multi_rank(ctx: Context) -> Iterator[Hit]:
                 "Give every device a unique rank_id.",
                 Location(env="RANK_TABLE_FILE"),
             )
-        ws = ctx.model_config_coerced.get("world_size")
-        if isinstance(ws, int) and ranks and len(ranks) != ws:
+        ws = ctx.model_config.world_size if ctx.model_config is not None else None
+        if ws is not None and ranks and len(ranks) != ws:
             yield Hit(
                 f"rank table lists {len(ranks)} rank(s) but world_size is {ws}",
                 "Make the rank table and world_size agree.",

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from toolkit.context import Context
-from toolkit.errors import Unavailable
-from toolkit.model import Hit, Location, Phase, Severity
-from toolkit.registry import check
-from toolkit.units import fmt_bytes
+from npu_preflight.context import Context
+from npu_preflight.errors import Unavailable
+from npu_preflight.model import Hit, Location, Phase, Severity
+from npu_preflight.registry import check
+from npu_preflight.units import fmt_bytes
 
 if TYPE_CHECKING:
-    from toolkit.sandbox import InitOutcome
+    from npu_preflight.sandbox import InitOutcome
 
 
 def _advice(ctx: Context, o: InitOutcome) -> str:

@@ -6,14 +6,14 @@ import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from toolkit.context import Context
-from toolkit.errors import Unavailable
-from toolkit.model import Hit, Location, Phase, Severity
-from toolkit.registry import check
-from toolkit.units import fmt_bytes
+from npu_preflight.context import Context
+from npu_preflight.errors import Unavailable
+from npu_preflight.model import Hit, Location, Phase, Severity
+from npu_preflight.registry import check
+from npu_preflight.units import fmt_bytes
 
 if TYPE_CHECKING:
-    from toolkit.memory import Plan
+    from npu_preflight.memory import Plan
 
 
 def _plan_with_budget(ctx: Context) -> Plan:
@@ -122,8 +122,7 @@ def host_memory(ctx: Context) -> Iterator[Hit]:
     avail = plan.host_available_bytes
     if avail is None or plan.device is None:
         return
-    mc = dict(ctx.model_config_effective) if ctx.model_config is not None else {}
-    cpu_mem = mc.get("cpu_mem") if isinstance(mc.get("cpu_mem"), int) else 0
+    cpu_mem = (ctx.model_config.integer("cpu_mem") if ctx.model_config is not None else None) or 0
     if plan.device.kind == "cpu":
         return  # on CPU the device budget is host memory: MEM001/MEM002 cover it
     need = plan.largest_shard_bytes * 2 + int(cpu_mem or 0) * 1024**3
@@ -156,9 +155,8 @@ def warmup_blocks(ctx: Context) -> Iterator[Hit]:
     plan = _plan_with_budget(ctx)
     if plan.kv is None or plan.device is None or plan.device.kind != "npu":
         return
-    mc = dict(ctx.model_config_effective) if ctx.model_config is not None else {}
-    npu_mem = mc.get("npu_mem")
-    if isinstance(npu_mem, int) and npu_mem > 0:
+    npu_mem = ctx.model_config.integer("npu_mem") if ctx.model_config is not None else None
+    if npu_mem is not None and npu_mem > 0:
         kv_room = npu_mem * 1024**3
         source = f"npu_mem {npu_mem} GB"
     else:

@@ -5,20 +5,12 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-from toolkit.context import Context
-from toolkit.errors import Unavailable
-from toolkit.mconfig import known_keys, validate
-from toolkit.mindie_service import SERVICE_KEY
-from toolkit.model import Hit, Location, Severity
-from toolkit.registry import check
-
-
-def _mc(ctx: Context) -> dict[str, Any]:
-    if ctx.model_config is None:
-        raise Unavailable("no model_config given (use --model-config or --set)")
-    return ctx.model_config_coerced
+from npu_preflight.context import Context
+from npu_preflight.errors import Unavailable
+from npu_preflight.mconfig import ModelConfig, known_keys, validate
+from npu_preflight.model import Hit, Location, Severity
+from npu_preflight.registry import check
 
 
 @check("MC001", "model_config satisfies the schema", Severity.ERROR)
@@ -31,7 +23,7 @@ def schema_valid(ctx: Context) -> Iterator[Hit]:
     Good: ``{"backend_type": "atb", "world_size": 2, "rank": 0, "npu_device_id": 0}``.
     Fix: set each key to a value the schema allows.
     """
-    for v in validate(_mc(ctx)):
+    for v in validate(ctx.mc):
         yield Hit(
             v.message,
             f"Set {v.path} to {v.allowed}.",
@@ -50,7 +42,7 @@ def unknown_keys(ctx: Context) -> Iterator[Hit]:
     Fix: correct the key's spelling.
     """
     known = known_keys()
-    for key in _mc(ctx):
+    for key in ctx.mc.keys():
         if key in known or key.startswith("_"):
             continue
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
@@ -62,7 +54,7 @@ def unknown_keys(ctx: Context) -> Iterator[Hit]:
         )
 
 
-def _int(mc: dict[str, Any], key: str) -> int | None:
+def _int(mc: ModelConfig, key: str) -> int | None:
     v = mc.get(key)
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
@@ -76,7 +68,7 @@ def ranks_in_range(ctx: Context) -> Iterator[Hit]:
     Good: ``{"world_size": 2, "rank": 1}``.
     Fix: ranks count from 0 to world_size − 1.
     """
-    mc = _mc(ctx)
+    mc = ctx.mc
     ws = _int(mc, "world_size")
     if ws is None or ws < 1:
         return
@@ -94,7 +86,7 @@ def ranks_in_range(ctx: Context) -> Iterator[Hit]:
 
 def visible_device_count(ctx: Context) -> tuple[int, str]:
     """How many NPUs the process will see, and where that number comes from."""
-    from toolkit.envvars import parse_visible_devices
+    from npu_preflight.envvars import parse_visible_devices
 
     raw = ctx.env.get("ASCEND_RT_VISIBLE_DEVICES")
     if raw is not None:
@@ -114,7 +106,7 @@ def device_id_visible(ctx: Context) -> Iterator[Hit]:
     Good: ``ASCEND_RT_VISIBLE_DEVICES=6`` with ``npu_device_id`` 0 (logical id).
     Fix: use the logical index: 0 … (visible devices − 1).
     """
-    mc = _mc(ctx)
+    mc = ctx.mc
     dev = _int(mc, "npu_device_id")
     if dev is None:
         return
@@ -141,7 +133,7 @@ def ranks_vs_devices(ctx: Context) -> Iterator[Hit]:
     Good: ``world_size`` 4 with four visible devices.
     Fix: make world_size devices visible, or run across nodes with a rank table.
     """
-    mc = _mc(ctx)
+    mc = ctx.mc
     ws = _int(mc, "world_size")
     if ws is None:
         return
@@ -150,9 +142,9 @@ def ranks_vs_devices(ctx: Context) -> Iterator[Hit]:
     count, source = visible_device_count(ctx)
     if ws <= count:
         return
-    from checks.environment import rank_table_servers
-
-    servers = rank_table_servers(ctx)
+    servers = None
+    if ctx.availability("rank_table") is None and ctx.rank_table is not None:
+        servers = len(ctx.rank_table["server_list"])
     single = servers is not None and servers <= 1
     yield Hit(
         f"world_size {ws} but only {count} device(s) are visible on this node ({source})"
@@ -173,7 +165,7 @@ def input_within_seq(ctx: Context) -> Iterator[Hit]:
     Good: ``{"max_seq_len": 4096, "max_input_len": 2048}``.
     Fix: raise max_seq_len or lower max_input_len.
     """
-    mc = _mc(ctx)
+    mc = ctx.mc
     seq, inp = _int(mc, "max_seq_len"), _int(mc, "max_input_len")
     if seq is not None and inp is not None and inp > seq:
         yield Hit(
@@ -193,7 +185,7 @@ def seq_within_positions(ctx: Context) -> Iterator[Hit]:
     Good: ``max_seq_len`` ≤ 4096, or a ``rope_scaling`` entry that extends it.
     Fix: lower max_seq_len, or configure rope_scaling as the model card says.
     """
-    mc = _mc(ctx)
+    mc = ctx.mc
     seq = _int(mc, "max_seq_len")
     cfg = ctx.text_config
     mpe = cfg.get("max_position_embeddings") or cfg.get("seq_length") or cfg.get("model_max_length")
@@ -220,7 +212,7 @@ def mindie_required(ctx: Context) -> Iterator[Hit]:
     Good: the same plus ``"local_rank": 0, "trust_remote_code": false``.
     Fix: add both keys.
     """
-    mc = _mc(ctx)
+    mc = ctx.mc
     for key in ("local_rank", "trust_remote_code"):
         if key not in mc:
             yield Hit(
@@ -240,9 +232,8 @@ def service_consistent(ctx: Context) -> Iterator[Hit]:
     Good: ``"npuDeviceIds": [[0,1,2,3]]`` with ``"worldSize": 4``.
     Fix: make the device list and worldSize agree; point modelWeightPath at the weights.
     """
-    mc = ctx.model_config or {}
-    svc = mc.get(SERVICE_KEY)
-    if not isinstance(svc, dict):
+    svc = ctx.mc.service
+    if svc is None:
         raise Unavailable("the model_config is not a MindIE-Service config.json")
     ids = svc.get("npuDeviceIds")
     ws = svc.get("worldSize")

@@ -7,44 +7,14 @@ import re
 import stat
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from toolkit.context import Context, Entry
-from toolkit.model import Hit, Location, Severity
-from toolkit.registry import check
-
-if TYPE_CHECKING:
-    from toolkit.formats.pickle_scan import ScanResult
+from npu_preflight.context import Context
+from npu_preflight.model import Hit, Location, Severity
+from npu_preflight.registry import check
 
 _CROSS_REPO = re.compile(r"^[\w.\-]+/[\w.\-]+--")
 _CONFIG_LIKE = (".json", ".jinja", ".model", ".txt", ".py", ".tiktoken")
-
-
-def _sniff(ctx: Context, e: Entry) -> bool:
-    from toolkit.formats.pickle_scan import looks_like_pickle
-
-    if not e.is_file or e.size < 2:
-        return False
-    try:
-        with open(ctx.path(e.rel), "rb") as fh:
-            head = fh.read(64)
-    except OSError:
-        return False
-    return head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or looks_like_pickle(head)
-
-
-def _scans(ctx: Context) -> dict[str, ScanResult]:
-    from toolkit.formats.pickle_scan import ScanResult, scan_file
-
-    out: dict[str, ScanResult] = {}
-    for e in ctx.listing.entries:
-        if e.rel.endswith(".safetensors") or not _sniff(ctx, e):
-            continue
-        try:
-            out[e.rel] = scan_file(ctx.path(e.rel), e.rel)
-        except (OSError, ValueError) as exc:
-            out[e.rel] = ScanResult("none", notes=[f"unreadable: {exc}"])
-    return out
 
 
 @check("SEC001", "pickles hold only the globals a tensor checkpoint needs", Severity.ERROR)
@@ -59,7 +29,7 @@ def pickle_globals(ctx: Context) -> Iterator[Hit]:
     Good: only ``torch._utils._rebuild_tensor_v2``, ``torch.BFloat16Storage``, ``collections.OrderedDict``.
     Fix: do not load the file; get safetensors weights from a trusted source.
     """
-    for rel, res in _scans(ctx).items():
+    for rel, res in ctx.pickle_scans.items():
         for rep in res.pickles:
             for mod, name in rep.unsafe:
                 yield Hit(

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from toolkit.context import Context
-from toolkit.errors import Unavailable
-from toolkit.formats.tokenizer import TokenizerFormatError, token_text
-from toolkit.model import Hit, Location, Phase, Severity
-from toolkit.registry import check
+from npu_preflight.context import Context
+from npu_preflight.errors import Unavailable
+from npu_preflight.formats.tokenizer import TokenizerFormatError, token_text
+from npu_preflight.model import Hit, Location, Phase, Severity
+from npu_preflight.registry import check
 
 TOKENIZER_FILES = (
     "tokenizer.json",

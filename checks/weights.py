@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from toolkit.context import Context, EmptyFile
-from toolkit.formats.index import INDEX_NAME, Index, IndexFormatError
-from toolkit.formats.lfs import LfsPointer, read_pointer
-from toolkit.formats.safetensors import Header, SafetensorsError
-from toolkit.model import Hit, Location, Severity
-from toolkit.registry import check
-from toolkit.units import fmt_bytes
+from npu_preflight.context import Context, EmptyFile
+from npu_preflight.formats.index import INDEX_NAME, Index, IndexFormatError
+from npu_preflight.formats.lfs import LfsPointer, read_pointer
+from npu_preflight.formats.safetensors import Header, SafetensorsError
+from npu_preflight.model import Hit, Location, Severity
+from npu_preflight.registry import check
+from npu_preflight.units import fmt_bytes
 
 _LENIENT = ("DuplicateKey", "UnknownField", "EmptyName", "NullMetadata")
 _MAX_PER_FILE = 20

@@ -1,16 +1,15 @@
-"""Renderers: pure functions of a :class:`~toolkit.model.Report`, chosen from one dict."""
+"""Renderers: pure functions of a :class:`~npu_preflight.model.Report`, chosen from one dict. They
+return text and write nothing; the app does the I/O."""
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Callable
-from pathlib import Path
 
-from reports import github, html, json_report, junit, markdown, text
-from toolkit.model import Report
+from npu_preflight.model import Report
+from npu_preflight.reports import github, html, json_report, junit, markdown, text
+from npu_preflight.reports.options import RenderOptions
 
-Renderer = Callable[[Report], str]
+Renderer = Callable[[Report, RenderOptions], str]
 
 RENDERERS: dict[str, Renderer] = {
     "text": text.render,
@@ -21,22 +20,4 @@ RENDERERS: dict[str, Renderer] = {
     "github": github.render,
 }
 
-
-def write_atomic(path: Path, content: str) -> None:
-    """Write ``content`` to ``path`` through a temporary file and a rename, so no reader ever sees
-    half a report."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(content)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; a report is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+__all__ = ["RENDERERS", "RenderOptions", "Renderer"]

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from toolkit.model import Finding, Report, Severity
+from npu_preflight.model import Finding, Report, Severity
 
 
 def _key(f: Finding) -> tuple[str, str | None, str | None, str | None, str | None]:

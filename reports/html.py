@@ -10,8 +10,9 @@ from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
-from toolkit.model import Report, Severity
-from toolkit.units import fmt_bytes
+from npu_preflight.model import Report, Severity
+from npu_preflight.reports.options import RenderOptions
+from npu_preflight.units import fmt_bytes
 
 _COLORS = {
     "weights": "#1565c0",
@@ -23,26 +24,12 @@ _COLORS = {
 _STAGE_COLORS = ["#1565c0", "#00897b", "#f9a825", "#8d6e63", "#6a1b9a", "#c62828", "#546e7a", "#2e7d32"]
 
 
-def _bytecode_cache(jinja2: Any) -> Any:
-    """Compiled-template cache in the user's cache folder (saves ~15 ms a run); none if unwritable."""
-    import os
-    from pathlib import Path
-
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "npu-preflight" / "jinja"
-    try:
-        base.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return jinja2.FileSystemBytecodeCache(str(base))
-
-
 @cache
 def _template() -> Any:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("reports", "templates"),
-        bytecode_cache=_bytecode_cache(jinja2),
+        loader=jinja2.PackageLoader("npu_preflight.reports", "templates"),
         autoescape=True,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -187,8 +174,9 @@ def _env_rows(e: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def render(report: Report, docs: Mapping[str, str] | None = None) -> str:
-    """The page. ``docs`` maps check ids to their explain text (shown on demand)."""
+def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
+    """The page; ``opts.docs`` maps check ids to their explain text (shown on demand)."""
+    docs = opts.docs
     phase_of = {c.id: c.phase for c in report.checks}
     ordered = sorted(report.findings, key=lambda f: (-f.severity.rank, f.check_id))
     used = {f.check_id for f in ordered}
@@ -204,7 +192,7 @@ def render(report: Report, docs: Mapping[str, str] | None = None) -> str:
     return str(
         _template().render(
             r=report,
-            verdict_label="READY" if report.ready else "NOT READY",
+            verdict_label=report.verdict_label,
             counts={s.value: report.count(s) for s in Severity},
             status=report.status_counts(),
             findings=ordered,

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from toolkit.model import Report, Severity, Status
+from npu_preflight.model import Report, Severity, Status
+from npu_preflight.reports.options import RenderOptions
 
 
-def render(report: Report) -> str:
+def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
     """The report as a JUnit ``<testsuites>`` document."""
     counts = report.status_counts()
     suites = ET.Element(

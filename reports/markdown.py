@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from toolkit.model import Report, Severity
-from toolkit.units import fmt_bytes
+from npu_preflight.model import Report, Severity
+from npu_preflight.reports.options import RenderOptions
+from npu_preflight.units import fmt_bytes
 
 MAX_ROWS = 50
 
@@ -12,10 +13,10 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def render(report: Report) -> str:
+def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
     """The summary: verdict, counts, the findings that matter, the plan and the init."""
-    icon = "✅" if report.ready else "❌"
-    verdict = "READY" if report.ready else "NOT READY"
+    icon = {"ready": "✅", "not_ready": "❌", "error": "⚠️"}[report.verdict]
+    verdict = report.verdict_label
     c = report.status_counts()
     out = [
         f"## {icon} npu-preflight: {verdict}",
@@ -25,6 +26,17 @@ def render(report: Report) -> str:
         f"{c['skipped']} skipped, {c['errored']} errored · {report.duration_s:.2f}s",
         "",
     ]
+    if report.errored or report.section_errors or report.interrupted:
+        out += ["### Not vouched for", ""]
+        if report.interrupted:
+            out.append("- the run was interrupted: later checks did not run")
+        for ch in report.errored:
+            last = (ch.reason or "").strip().splitlines()[-1:] or [""]
+            out.append(f"- `{ch.id}` {_cell(ch.title)} errored: {_cell(last[0])}")
+        for name, why in report.section_errors.items():
+            last = why.strip().splitlines()[-1:] or [""]
+            out.append(f"- report section {name} could not be built: {_cell(last[0])}")
+        out.append("")
     shown = [f for f in report.findings if f.severity is not Severity.INFO]
     shown.sort(key=lambda f: (-f.severity.rank, f.check_id))
     if shown:

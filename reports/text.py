@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from toolkit.model import Finding, Report, Severity
-from toolkit.units import fmt_bytes
+from npu_preflight.model import Finding, Report, Severity
+from npu_preflight.reports.options import RenderOptions
+from npu_preflight.units import fmt_bytes
 
 _COLORS = {"red": "31", "yellow": "33", "blue": "34", "green": "32", "dim": "2", "bold": "1"}
 _SEV_COLOR = {Severity.ERROR: "red", Severity.WARNING: "yellow", Severity.INFO: "blue"}
@@ -102,13 +103,48 @@ def plan_lines(memory: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def render(report: Report, color: bool = False) -> str:
-    """The whole text report; ``color`` adds ANSI colours (the CLI sets it only on a tty)."""
+def _seconds(value: Any, fmt: str = ".1f") -> str:
+    """A duration, or ``?`` when the stage never finished (a killed init)."""
+    return f"{value:{fmt}}s" if isinstance(value, (int, float)) and not isinstance(value, bool) else "?"
+
+
+def init_lines(init: Mapping[str, Any]) -> list[str]:
+    """The init section: outcome, stage times (unfinished stages shown as ``?``)."""
+    lines = [
+        f"INIT ({init.get('generator')} on {init.get('device')}): {init.get('outcome')} "
+        f"in {_seconds(init.get('duration_s'))}"
+    ]
+    for st in init.get("stages") or []:
+        if isinstance(st, Mapping):
+            lines.append(f"  {st.get('stage')!s:<12}{_seconds(st.get('duration_s'), '.2f'):>9}")
+    return lines
+
+
+def _untrusted_lines(report: Report, color: bool) -> list[str]:
+    """Errored checks, failed sections and an interruption: what the verdict could not vouch for."""
     out: list[str] = []
-    if report.ready:
-        out.append(_paint("READY", "green", color) + f"  {report.weights_dir}")
-    else:
-        out.append(_paint("NOT READY", "red", color) + f"  {report.weights_dir}")
+    if report.interrupted:
+        out += ["", _paint("INTERRUPTED", "red", color) + ": the run was stopped; checks after that point did not run"]
+    if report.errored:
+        out += ["", _paint(f"ERRORED CHECKS ({len(report.errored)})", "red", color)]
+        for c in report.errored:
+            last = (c.reason or "").strip().splitlines()[-1:] or [""]
+            out.append(f"  {c.id}  {c.title}: {last[0]}")
+    for name, why in report.section_errors.items():
+        last = why.strip().splitlines()[-1:] or [""]
+        out.append(f"  report section {name} could not be built: {last[0]}")
+    return out
+
+
+def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
+    """The whole text report; ``opts.color`` adds ANSI colours (the CLI sets it only on a tty)."""
+    color = opts.color
+    out: list[str] = []
+    label_color = {"ready": "green", "not_ready": "red", "error": "red"}[report.verdict]
+    out.append(_paint(report.verdict_label, label_color, color) + f"  {report.weights_dir}")
+    if report.verdict == "error":
+        out.append("  the tool could not vouch for this folder (see below)")
+    out.extend(_untrusted_lines(report, color))
     for sev in (Severity.ERROR, Severity.WARNING, Severity.INFO):
         group = [f for f in report.findings if f.severity is sev]
         if not group:
@@ -122,20 +158,7 @@ def render(report: Report, color: bool = False) -> str:
         out.extend(plan_lines(report.memory))
     if report.init:
         out.append("")
-        init = report.init
-        out.append(
-            f"INIT ({init.get('generator')} on {init.get('device')}): {init.get('outcome')} "
-            f"in {init.get('duration_s', 0):.1f}s"
-        )
-        for st in init.get("stages") or []:
-            out.append(f"  {st.get('stage'):<12}{st.get('duration_s', 0):>8.2f}s")
-    errored = [c for c in report.checks if c.status.value == "errored"]
-    if errored:
-        out.append("")
-        out.append(_paint(f"INTERNAL ERRORS ({len(errored)})", "red", color))
-        for c in errored:
-            first = (c.reason or "").strip().splitlines()[-1:] or [""]
-            out.append(f"  {c.id}  {c.title}: {first[0]}")
+        out.extend(init_lines(report.init))
     counts = report.status_counts()
     out.append("")
     out.append(

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from npu_preflight.cli import registry
+from npu_preflight.context import Context, RunOptions
+from npu_preflight.model import Report, Severity
+from npu_preflight.policy import Policy
+from npu_preflight.runner import run
 from tests.factory import Spec, build
-from toolkit.context import Context, RunOptions
-from toolkit.model import Report, Severity
-from toolkit.policy import Policy
-from toolkit.registry import all_checks
-from toolkit.runner import run
 
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -85,10 +85,10 @@ def check_folder(
     env: Mapping[str, str] | None = None,
 ) -> Report:
     """Run the static checks (or ``options``) on ``path`` in-process."""
-    from toolkit.policy import parse_ids
+    from npu_preflight.policy import parse_ids
 
     ctx = Context(path, model_config, options=options or RunOptions(static=True), env=env or {})
-    return run(ctx, all_checks(), Policy(select=parse_ids(select)))
+    return run(ctx, registry().specs, Policy(select=parse_ids(select)))
 
 
 def ids(report: Report, severity: Severity | None = None) -> list[str]:
@@ -110,7 +110,7 @@ def validate_report(doc: dict[str, Any]) -> None:
     """Raise if ``doc`` does not satisfy schemas/report.schema.json."""
     import jsonschema
 
-    from schemas import load
+    from npu_preflight.schemas import load
 
     jsonschema.Draft202012Validator(
         load("report.schema.json"), format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from npu_preflight.cli import main
 from tests.conftest import PYTHON, REPO, cli_env, validate_report
 from tests.factory import fix_config
-from toolkit.cli import main
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
@@ -97,19 +97,24 @@ def test_checks_and_explain() -> None:
 
 
 def test_internal_error_exit_3(llama: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import toolkit.runner
+    import npu_preflight.runner
 
     def boom(*a: object, **k: object) -> None:
         raise ZeroDivisionError("boom")
 
-    monkeypatch.setattr(toolkit.runner, "run", boom)
+    monkeypatch.setattr(npu_preflight.runner, "run", boom)
     code, _, stderr = invoke("check", str(llama), "--static", "--no-out")
     assert code == 3 and "internal error" in stderr and "ZeroDivisionError" in stderr
 
 
 def _subprocess(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [PYTHON, "-m", "toolkit", *args], capture_output=True, text=True, env=cli_env(), cwd=cwd or REPO, timeout=120
+        [PYTHON, "-m", "npu_preflight", *args],
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        cwd=cwd or REPO,
+        timeout=120,
     )
 
 
@@ -125,10 +130,10 @@ def test_subprocess_exit_codes(llama: Path, tmp_path: Path) -> None:
     p = _subprocess("check", "--bogus-option", str(llama))
     assert p.returncode == 2
     code = (
-        "import sys, toolkit.runner as r\n"
+        "import sys, npu_preflight.runner as r\n"
         "def boom(*a, **k): raise RuntimeError('injected')\n"
         "r.run = boom\n"
-        "from toolkit.cli import main\n"
+        "from npu_preflight.cli import main\n"
         f"sys.argv=['npu-preflight','check',{str(llama)!r},'--static','--no-out']\n"
         "main()\n"
     )

@@ -1,6 +1,6 @@
-"""``python -m toolkit`` runs the CLI."""
+"""``python -m npu_preflight`` runs the CLI."""
 
-from toolkit.cli import main
+from npu_preflight.cli import main
 
 if __name__ == "__main__":
     main()

@@ -30,6 +30,8 @@ class Dims:
     moe_intermediate: int | None = None
     first_dense: int = 0
     extra_layers: int = 0
+    kv_lora_rank: int | None = None  # MLA (DeepSeek): the compressed KV latent cached per token
+    qk_rope_head_dim: int = 0
 
 
 @dataclass(frozen=True)
@@ -176,6 +178,8 @@ def dims(cfg: Mapping[str, Any], fam: Family) -> Dims | None:
         moe_intermediate=_int(cfg, "moe_intermediate_size"),
         first_dense=_int(cfg, "first_k_dense_replace") or 0,
         extra_layers=_int(cfg, "num_nextn_predict_layers") or 0,
+        kv_lora_rank=_int(cfg, "kv_lora_rank"),
+        qk_rope_head_dim=_int(cfg, "qk_rope_head_dim") or 0,
     )
 
 

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import Unavailable
+from npu_preflight.errors import Unavailable
+from npu_preflight.model import DeviceChoice, DeviceKind
 
 if TYPE_CHECKING:
-    from toolkit.context import Context
+    from npu_preflight.probe import ProbeResult
 
 GIB = 1024**3
 NO_BF16_SOCS = frozenset(range(100, 105)) | frozenset(range(200, 206))
@@ -19,7 +20,7 @@ class DeviceSpec:
     """One device: its kind, memory, bf16 support and where the figures come from."""
 
     name: str
-    kind: str  # npu | cuda | cpu
+    kind: DeviceKind
     total_bytes: int
     free_bytes: int | None
     bf16: bool | None
@@ -43,7 +44,7 @@ class DeviceSpec:
 
 def catalog() -> list[dict[str, Any]]:
     """The device catalog (schemas/devices.json)."""
-    from schemas import load
+    from npu_preflight.schemas import load
 
     return list(load("devices.json")["devices"])
 
@@ -70,61 +71,74 @@ def npu_bf16(soc: int | None) -> bool | None:
     return soc not in NO_BF16_SOCS
 
 
-def resolve_target(ctx: Context) -> DeviceSpec:
-    """``--target-device`` if given, else the probed device for ``--device`` (auto: NPU, CUDA, CPU)."""
-    opts = ctx.options
-    if opts.target_device:
-        spec = find_device(opts.target_device)
+def resolve_target(
+    *,
+    target_device: str | None,
+    probe: ProbeResult | None,
+    probe_unavailable: str | None,
+    device: DeviceChoice,
+    npu_device_id: int | None,
+    memory_limit: int | None,
+) -> DeviceSpec:
+    """``target_device`` (a catalog name) if given, else the probed device for ``device`` (auto: NPU,
+    CUDA, CPU). Raises Unavailable naming why there is no device to plan for."""
+    if target_device:
+        spec = find_device(target_device)
         if spec is None:
-            raise Unavailable(f"--target-device {opts.target_device!r} is not in the catalog")
+            raise Unavailable(f"--target-device {target_device!r} is not in the catalog")
         return spec
-    reason = ctx.availability("probe")
-    if reason is not None:
-        raise Unavailable(f"no device to plan for: {reason}; give --target-device NAME")
-    probe = ctx.probe
+    if probe is None:
+        raise Unavailable(f"no device to plan for: {probe_unavailable or 'no probe ran'}; give --target-device NAME")
     if probe.failure:
         raise Unavailable(f"no device to plan for: the probe failed ({probe.failure}; see ENV010)")
-    mc = ctx.model_config or {}
-    raw_id = mc.get("npu_device_id")
-    dev_id: int = raw_id if isinstance(raw_id, int) and raw_id >= 0 else 0
-    kinds = [opts.device] if opts.device != "auto" else ["npu", "cuda", "cpu"]
+    dev_id = npu_device_id if npu_device_id is not None and npu_device_id >= 0 else 0
+    kinds: list[DeviceKind] = [device] if device != "auto" else ["npu", "cuda", "cpu"]
     for kind in kinds:
         if kind == "npu" and probe.npu_devices:
             devs = probe.npu_devices
             d = devs[dev_id] if dev_id < len(devs) else devs[0]
-            soc = (probe.data.get("npu") or {}).get("soc_version")
+            soc = probe.soc_version
             return DeviceSpec(
                 str(d.get("name") or "NPU"),
                 "npu",
-                int(d.get("total_bytes") or 0),
-                d.get("free_bytes"),
+                _int(d.get("total_bytes")),
+                _opt_int(d.get("free_bytes")),
                 npu_bf16(soc),
                 "probe: torch.npu.mem_get_info",
                 soc,
-                d.get("index"),
+                _opt_int(d.get("index")),
             )
         if kind == "cuda" and probe.cuda_devices:
             d = probe.cuda_devices[0]
+            bf16 = d.get("bf16")
             return DeviceSpec(
                 str(d.get("name") or "CUDA"),
                 "cuda",
-                int(d.get("total_bytes") or 0),
-                d.get("free_bytes"),
-                d.get("bf16"),
+                _int(d.get("total_bytes")),
+                _opt_int(d.get("free_bytes")),
+                bf16 if isinstance(bf16, bool) else None,
                 "probe: torch.cuda.mem_get_info",
                 None,
-                d.get("index"),
+                _opt_int(d.get("index")),
             )
         if kind == "cpu":
             host = probe.host
-            total = int(host.get("memtotal_bytes") or 0)
-            free = host.get("memavailable_bytes")
-            cap = host.get("cgroup_memory_limit_bytes")
+            total = _int(host.get("memtotal_bytes"))
+            free = _opt_int(host.get("memavailable_bytes"))
+            cap = _opt_int(host.get("cgroup_memory_limit_bytes"))
             if cap and cap < total:
-                total = int(cap)
-                free = min(int(free or cap), int(cap))
-            if opts.memory_limit is not None and opts.memory_limit < total:
-                total = opts.memory_limit
-                free = min(int(free or total), total)
+                total = cap
+                free = min(free or cap, cap)
+            if memory_limit is not None and memory_limit < total:
+                total = memory_limit
+                free = min(free or total, total)
             return DeviceSpec("CPU (host memory)", "cpu", total, free, True, "probe: /proc/meminfo", None, None)
-    raise Unavailable(f"--device {opts.device}: no such device was found by the probe (see ENV015)")
+    raise Unavailable(f"--device {device}: no such device was found by the probe (see ENV015)")
+
+
+def _opt_int(v: Any) -> int | None:
+    return int(v) if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else None
+
+
+def _int(v: Any) -> int:
+    return _opt_int(v) or 0

@@ -4,23 +4,41 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from toolkit import __version__
-from toolkit.errors import UsageError
-from toolkit.model import Report, Severity
-from toolkit.policy import EXIT_INTERNAL, EXIT_NOT_READY, EXIT_READY, EXIT_USAGE, Policy, exit_code, parse_ids
+from npu_preflight import __version__
+from npu_preflight.errors import UsageError
+from npu_preflight.model import Report, Severity
+from npu_preflight.policy import EXIT_INTERNAL, EXIT_NOT_READY, EXIT_READY, EXIT_USAGE, Policy, exit_code, parse_ids
+
+if TYPE_CHECKING:
+    from npu_preflight.mconfig import ModelConfig
+    from npu_preflight.registry import Registry
+
+EXIT_INTERRUPTED = 130
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Files ``check --out DIR`` writes, each from one renderer name.
 OUTPUT_FILES = {"report.json": "json", "report.html": "html", "junit.xml": "junit"}
+
+
+@cache
+def registry() -> Registry:
+    """Every check of the modules ``npu_preflight.checks`` lists (the app hands them to the engine)."""
+    from npu_preflight.checks import CHECK_MODULES
+    from npu_preflight.registry import Registry
+
+    return Registry.from_modules(CHECK_MODULES)
 
 
 def _fail_usage(message: str) -> None:
@@ -46,16 +64,29 @@ def _check_target(name: str | None) -> None:
     """``--target-device`` must name a catalog device."""
     if name is None:
         return
-    from toolkit.catalog import find_device
+    from npu_preflight.catalog import find_device
 
     if find_device(name) is None:
         raise UsageError(f"--target-device {name!r} is not in the device catalog (see 'npu-preflight devices')")
 
 
-def _out_dir(value: str, weights: Path) -> Path:
+def _out_dir(value: str, weights: Path, option: str = "--out") -> Path:
     out = Path(value).resolve()
     if out == weights or weights in out.parents:
-        _fail_usage(f"--out {value!r} is inside the weights folder; the tool never writes there")
+        _fail_usage(f"{option} {value!r} is inside the weights folder; the tool never writes there")
+    return out
+
+
+def _writable_out(value: str, weights: Path) -> Path:
+    """``--out`` resolved, refused inside the weights folder, created, and proven writable — before
+    the run starts, so an unusable output is a usage error and not a lost report."""
+    from npu_preflight.output import OutputError, prepare_dir
+
+    out = _out_dir(value, weights)
+    try:
+        prepare_dir(out)
+    except OutputError as exc:
+        raise UsageError(f"--out {value!r}: {exc}") from None
     return out
 
 
@@ -78,8 +109,8 @@ def _model_config_options(func: F) -> F:
     return func
 
 
-def _read_model_config(path: str | None, sets: tuple[str, ...]) -> tuple[dict[str, Any] | None, str | None]:
-    from toolkit.mconfig import apply_sets, load_model_config
+def _read_model_config(path: str | None, sets: tuple[str, ...]) -> ModelConfig | None:
+    from npu_preflight.mconfig import ModelConfig, apply_sets, load_model_config
 
     base: dict[str, Any] | None = None
     source = None
@@ -87,9 +118,30 @@ def _read_model_config(path: str | None, sets: tuple[str, ...]) -> tuple[dict[st
         base, kind = load_model_config(Path(path))
         source = f"{path} ({kind})"
     merged = apply_sets(base, sets)
-    if merged is not None and source is None:
-        source = "--set"
-    return merged, source
+    if merged is None:
+        return None
+    if sets:
+        source = f"{source} + --set" if source else "--set"
+    return ModelConfig.from_mapping(merged, source)
+
+
+@contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a CI runner cancelling the job) stops the run like Ctrl-C: children are killed and
+    the report is still written."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (click's test runner in a thread)
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class _Group(click.Group):
@@ -192,14 +244,13 @@ def check(
     workers: int | None,
 ) -> None:
     """Check WEIGHTS_DIR (with its model_config) for readiness and write the reports."""
-    from toolkit.context import Context, RunOptions
-    from toolkit.registry import all_checks
-    from toolkit.runner import run
-    from toolkit.units import parse_size
+    from npu_preflight.context import Context, Progress, RunOptions
+    from npu_preflight.runner import crash_report, run
+    from npu_preflight.units import parse_size
 
     weights = _weights_dir(weights_dir)
-    out = None if no_out else _out_dir(out_dir, weights)
-    mc, mc_source = _read_model_config(model_config_path, sets)
+    out = None if no_out else _writable_out(out_dir, weights)
+    mc = _read_model_config(model_config_path, sets)
     mem_cap = None
     if memory_limit is not None:
         try:
@@ -207,11 +258,15 @@ def check(
         except ValueError as exc:
             raise UsageError(f"--memory-limit: {exc}") from None
     _check_target(target_device)
+    reg = registry()
+    policy = Policy(parse_ids(select), parse_ids(ignore), Severity(fail_on))
+    reg.check_selection("--select", policy.select)
+    reg.check_selection("--ignore", policy.ignore)
     options = RunOptions(
         static=static,
         no_init=no_init,
         deep=deep,
-        device=device,
+        device=device,  # type: ignore[arg-type]  # click.Choice guarantees the Literal
         target_device=target_device,
         generator=generator,
         python=python_path,
@@ -220,23 +275,35 @@ def check(
         trust_remote_code=trust_remote_code,
         workers=workers,
     )
-    policy = Policy(parse_ids(select), parse_ids(ignore), Severity(fail_on))
-    ctx = Context(weights, mc, model_config_source=mc_source, options=options)
-    progress = _progress_printer() if fmt == "text" and sys.stderr.isatty() else None
-    if progress is not None:
-        import toolkit.deep
-        import toolkit.sandbox
-
-        toolkit.deep.progress_hook = _deep_progress
-        toolkit.sandbox.set_progress(_init_progress)
-    report = run(ctx, all_checks(), policy, on_check=progress)
-    if progress is not None:
+    tty = fmt == "text" and sys.stderr.isatty()
+    progress = Progress(_progress_printer(), _init_progress, _deep_progress) if tty else Progress()
+    ctx = Context(weights, mc, options=options, progress=progress)
+    with _sigterm_as_interrupt():
+        try:
+            report = run(ctx, reg.specs, policy)
+        except Exception:  # noqa: BLE001 - the run failed as a whole: the report still gets written
+            trace = traceback.format_exc()
+            click.echo(
+                f"npu-preflight: internal error (please report it); the report lists every check as errored:\n{trace}",
+                err=True,
+            )
+            report = crash_report(
+                str(weights),
+                reg.specs,
+                policy,
+                trace,
+                model_config=mc.to_dict() if mc is not None else None,
+                options=options.to_dict(),
+            )
+    if tty:
         click.echo("\r\x1b[K", nl=False, err=True)
-    _emit(report, fmt, out)
-    sys.exit(exit_code(report))
+    failed_render = _emit(report, fmt, out)
+    if report.interrupted:
+        sys.exit(EXIT_INTERRUPTED)
+    sys.exit(EXIT_INTERNAL if failed_render else exit_code(report))
 
 
-def _init_progress(event: dict[str, Any]) -> None:
+def _init_progress(event: Any) -> None:
     """One line for the sandbox child's stage (importing, tokenizer, weights n/N, KV cache, forward)."""
     stage, done, total = event.get("stage"), event.get("done"), event.get("total")
     extra = ""
@@ -254,32 +321,44 @@ def _progress_printer() -> Callable[[Any], None]:
 
 def _render(name: str, report: Report, color: bool = False) -> str:
     """One renderer's output; the HTML page also gets every check's explain text."""
-    from reports import RENDERERS, html
-    from reports import text as text_renderer
+    from npu_preflight.reports import RENDERERS, RenderOptions
 
-    if name == "html":
-        from toolkit.registry import all_checks
-
-        return html.render(report, docs={s.id: s.doc for s in all_checks()})
-    if name == "text":
-        return text_renderer.render(report, color=color)
-    return RENDERERS[name](report)
+    docs = {s.id: s.doc for s in registry().specs} if name == "html" else {}
+    return RENDERERS[name](report, RenderOptions(color=color, docs=docs))
 
 
-def _emit(report: Report, fmt: str, out: Path | None) -> None:
-    from reports import write_atomic
+def _emit(report: Report, fmt: str, out: Path | None) -> bool:
+    """Write the report set and print ``fmt`` to stdout. A renderer that fails is reported on
+    stderr and the others are still written; returns whether any failed."""
+    from npu_preflight.output import OutputError, write_set
 
+    failed = False
     if out is not None:
+        files: dict[str, str] = {}
         for name, renderer in OUTPUT_FILES.items():
-            write_atomic(out / name, _render(renderer, report))
-    click.echo(_render(fmt, report, color=sys.stdout.isatty()), nl=False)
+            try:
+                files[name] = _render(renderer, report)
+            except Exception:  # noqa: BLE001 - one broken renderer must not cost the other files
+                failed = True
+                click.echo(f"npu-preflight: internal error rendering {name}:\n{traceback.format_exc()}", err=True)
+        try:
+            write_set(out, files)
+        except OutputError as exc:
+            failed = True
+            click.echo(f"npu-preflight: {exc}", err=True)
+    try:
+        click.echo(_render(fmt, report, color=sys.stdout.isatty()), nl=False)
+    except Exception:  # noqa: BLE001
+        failed = True
+        click.echo(f"npu-preflight: internal error rendering {fmt}:\n{traceback.format_exc()}", err=True)
     if fmt == "text" and out is not None:
         click.echo(f"reports: {out}/", err=True)
+    return failed
 
 
 def _load_report(path: str) -> Report:
     """A stored report.json, validated against the schema (exit 2 when it is not one)."""
-    from toolkit.formats.jsonload import JsonLoadError, load_file
+    from npu_preflight.formats.jsonload import JsonLoadError, load_file
 
     try:
         doc = load_file(Path(path), max_bytes=512 * 1024 * 1024, max_depth=64).value
@@ -287,13 +366,13 @@ def _load_report(path: str) -> Report:
         raise UsageError(f"{path}: not a readable JSON report ({exc.message})") from None
     import jsonschema
 
-    from schemas import load
+    from npu_preflight.schemas import load
 
     try:
         jsonschema.Draft202012Validator(load("report.schema.json")).validate(doc)
     except jsonschema.ValidationError as exc:
         where = "/".join(str(p) for p in exc.absolute_path) or "(top level)"
-        raise UsageError(f"{path}: not an npu-preflight report (schema_version 1): {where}: {exc.message}") from None
+        raise UsageError(f"{path}: not an npu-preflight report (schema_version 2): {where}: {exc.message}") from None
     return Report.from_dict(doc)
 
 
@@ -309,12 +388,15 @@ def _load_report(path: str) -> Report:
 @click.option("-o", "--output", metavar="FILE", help="Write to FILE (atomically) instead of stdout.")
 def render(report_path: str, fmt: str, output: str | None) -> None:
     """Re-render a stored report.json in any format."""
-    from reports import write_atomic
+    from npu_preflight.output import write_atomic
 
     report = _load_report(report_path)
     text = _render(fmt, report, color=output is None and sys.stdout.isatty())
     if output:
-        write_atomic(Path(output), text)
+        try:
+            write_atomic(Path(output), text)
+        except OSError as exc:
+            raise UsageError(f"-o {output!r}: {exc.strerror or exc}") from None
     else:
         click.echo(text, nl=False)
 
@@ -325,7 +407,7 @@ def render(report_path: str, fmt: str, output: str | None) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def diff(old_path: str, new_path: str, fmt: str) -> None:
     """Findings added, removed and changed between two reports; exit 1 when NEW is worse."""
-    from reports.diff import compare, render_json, render_text
+    from npu_preflight.reports.diff import compare, render_json, render_text
 
     d = compare(_load_report(old_path), _load_report(new_path))
     click.echo(render_json(d) if fmt == "json" else render_text(d), nl=False)
@@ -336,9 +418,7 @@ def diff(old_path: str, new_path: str, fmt: str) -> None:
 @click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
 def list_checks(fmt: str) -> None:
     """List every check: id, default severity, phase, title."""
-    from toolkit.registry import all_checks
-
-    specs = all_checks()
+    specs = registry().specs
     if fmt == "json":
         rows = [
             {
@@ -360,12 +440,11 @@ def list_checks(fmt: str) -> None:
 @click.argument("check_id")
 def explain(check_id: str) -> None:
     """Explain one check: what fails, why it matters, a bad and a good example, the fix."""
-    from toolkit.registry import all_checks, get
-
-    spec = get(check_id)
+    reg = registry()
+    spec = reg.get(check_id)
     if spec is None:
-        prefix = [s.id for s in all_checks() if s.id.startswith(check_id.upper())]
-        hint = f" (did you mean {', '.join(prefix[:8])}?)" if prefix else " (see 'npu-preflight checks')"
+        close = reg.suggest(check_id)
+        hint = f" (did you mean {', '.join(close)}?)" if close else " (see 'npu-preflight checks')"
         raise UsageError(f"unknown check id {check_id!r}{hint}")
     click.echo(f"{spec.id}: {spec.title}")
     click.echo(
@@ -377,10 +456,16 @@ def explain(check_id: str) -> None:
 
 
 def _options_for(python_path: str | None, device: str, target_device: str | None, static: bool) -> Any:
-    from toolkit.context import RunOptions
+    from npu_preflight.context import RunOptions
 
     _check_target(target_device)
-    return RunOptions(static=static, no_init=True, device=device, target_device=target_device, python=python_path)
+    return RunOptions(
+        static=static,
+        no_init=True,
+        device=device,  # type: ignore[arg-type]  # click.Choice guarantees the Literal
+        target_device=target_device,
+        python=python_path,
+    )
 
 
 @main.command()
@@ -392,20 +477,19 @@ def env(python_path: str | None, device: str, model_config_path: str | None, set
     """Show the environment and devices (probed in a subprocess), with the ENV findings."""
     import tempfile
 
-    from toolkit.context import Context
-    from toolkit.registry import all_checks
-    from toolkit.runner import run
+    from npu_preflight.context import Context
+    from npu_preflight.runner import run
 
-    mc, src = _read_model_config(model_config_path, sets)
+    mc = _read_model_config(model_config_path, sets)
     with tempfile.TemporaryDirectory(prefix="preflight-env-") as empty:
-        ctx = Context(Path(empty), mc, model_config_source=src, options=_options_for(python_path, device, None, False))
-        specs = [s for s in all_checks() if s.id.startswith("ENV") or s.id in ("MC004", "MC005")]
+        ctx = Context(Path(empty), mc, options=_options_for(python_path, device, None, False))
+        specs = [s for s in registry().specs if s.id.startswith("ENV") or s.id in ("MC004", "MC005")]
         report = run(ctx, specs, Policy())
     if fmt == "json":
         doc = {"environment": report.environment, "findings": [f.to_dict() for f in report.findings]}
         click.echo(json.dumps(doc, indent=2, default=str))
     else:
-        from reports.text import environment_lines, finding_lines
+        from npu_preflight.reports.text import environment_lines, finding_lines
 
         click.echo("\n".join(environment_lines(report.environment or {})))
         if report.findings:
@@ -432,21 +516,20 @@ def plan(
     fmt: str,
 ) -> None:
     """The per-rank memory plan for WEIGHTS_DIR: weights, KV cache, workspace against the device."""
-    from toolkit.context import Context
-    from toolkit.registry import all_checks
-    from toolkit.runner import run
+    from npu_preflight.context import Context
+    from npu_preflight.runner import run
 
     weights = _weights_dir(weights_dir)
-    mc, src = _read_model_config(model_config_path, sets)
+    mc = _read_model_config(model_config_path, sets)
     options = _options_for(python_path, device, target_device, static=target_device is not None)
-    ctx = Context(weights, mc, model_config_source=src, options=options)
-    specs = [s for s in all_checks() if s.id.startswith("MEM") or s.id == "ENV009"]
+    ctx = Context(weights, mc, options=options)
+    specs = [s for s in registry().specs if s.id.startswith("MEM") or s.id == "ENV009"]
     report = run(ctx, specs, Policy())
     if fmt == "json":
         doc = {"memory": report.memory, "findings": [f.to_dict() for f in report.findings]}
         click.echo(json.dumps(doc, indent=2, default=str))
     else:
-        from reports.text import finding_lines, plan_lines
+        from npu_preflight.reports.text import finding_lines, plan_lines
 
         if report.memory:
             click.echo("\n".join(plan_lines(report.memory)))
@@ -490,8 +573,8 @@ def _deep_progress(total: int, files: int) -> Callable[[int, int], None]:
 
 def _scan_all(weights: Path, workers: int | None) -> Any:
     """Hash every file of the folder (no tensor decoding), with progress on a tty and clean Ctrl-C."""
-    from toolkit.context import Context
-    from toolkit.deep import scan_paths
+    from npu_preflight.context import Context
+    from npu_preflight.deep import scan_paths
 
     ctx = Context(weights)
     items = [
@@ -520,16 +603,19 @@ def _scan_all(weights: Path, workers: int | None) -> Any:
 @click.option("--workers", type=click.IntRange(min=1), help="Parallel readers (default: all cores).")
 def manifest(weights_dir: str, output: str, workers: int | None) -> None:
     """Write a manifest of WEIGHTS_DIR: every file, its size and sha256 (the Git LFS oid)."""
-    from reports import write_atomic
-    from toolkit.manifest import to_manifest, write_manifest
+    from npu_preflight.manifest import to_manifest, write_manifest
+    from npu_preflight.output import write_atomic
 
     weights = _weights_dir(weights_dir)
-    out = _out_dir(output, weights)
+    out = _out_dir(output, weights, "-o")
     scan = _scan_all(weights, workers)
     errors = [f for f in scan.files if f.error]
     if errors:
         raise UsageError(f"{errors[0].rel}: {errors[0].error}; no manifest written")
-    write_atomic(out, write_manifest(to_manifest(scan, weights)))
+    try:
+        write_atomic(out, write_manifest(to_manifest(scan, weights)))
+    except OSError as exc:
+        raise UsageError(f"-o {output!r}: {exc.strerror or exc}") from None
     click.echo(f"{len(scan.files)} files, {scan.bytes_read:,} bytes → {out}")
 
 
@@ -545,7 +631,7 @@ def manifest(weights_dir: str, output: str, workers: int | None) -> None:
 @click.option("--workers", type=click.IntRange(min=1), help="Parallel readers (default: all cores).")
 def verify(weights_dir: str, manifest_path: str | None, workers: int | None) -> None:
     """Compare every file of WEIGHTS_DIR with a manifest, LFS pointers or download metadata (exit 1 on any difference)."""
-    from toolkit.manifest import ManifestError, compare, hf_download_metadata, read_manifest
+    from npu_preflight.manifest import ManifestError, compare, hf_download_metadata, read_manifest
 
     weights = _weights_dir(weights_dir)
     if manifest_path is not None:
@@ -573,7 +659,7 @@ def verify(weights_dir: str, manifest_path: str | None, workers: int | None) -> 
 @main.command()
 def devices() -> None:
     """List the device catalog used by --target-device."""
-    from toolkit.catalog import catalog
+    from npu_preflight.catalog import catalog
 
     for d in catalog():
         bf16 = "yes" if d["bf16"] else "no"

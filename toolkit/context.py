@@ -1,39 +1,54 @@
-"""The read-only context checks run against. Each fact is computed once, lazily, on first use.
+"""The read-only context checks run against, and the one place where facts are wired together.
 
-A fact that cannot be had raises :class:`~toolkit.errors.Unavailable` with a reason that names the
-finding which blocks it; the runner turns that into a ``skipped`` result.
+Each fact is computed once, lazily, on first use, and its outcome is cached whatever it is:
+
+* a value;
+* :class:`~npu_preflight.errors.Unavailable` — the fact cannot be had (no model_config, a file that
+  did not parse); its reason names the blocking finding and checks that need it are ``skipped``;
+* any other exception — cached as a failure and re-raised as
+  :class:`~npu_preflight.errors.FactError` (with the original traceback) to every check that needs
+  it, which the runner records as ``errored``.
+
+Subsystems (memory plan, device resolution, deep scan, probe, sandbox) are functions of plain typed
+inputs; this module builds those inputs from the facts.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+import traceback
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from toolkit.errors import Unavailable
-from toolkit.formats.index import INDEX_NAME, Index, IndexFormatError, read_index
-from toolkit.formats.jsonload import JsonLoadError, load_file
-from toolkit.formats.lfs import LfsPointer, read_pointer
-from toolkit.formats.safetensors import Header, SafetensorsError, TensorInfo, read_header
+from npu_preflight.errors import FactError, Unavailable
+from npu_preflight.formats.index import INDEX_NAME, Index, IndexFormatError, read_index
+from npu_preflight.formats.jsonload import JsonLoadError, load_file
+from npu_preflight.formats.lfs import LfsPointer, read_pointer
+from npu_preflight.formats.safetensors import Header, SafetensorsError, TensorInfo, read_header
+from npu_preflight.mconfig import ModelConfig
+from npu_preflight.model import CheckSpec, DeviceChoice, FactName
 
 if TYPE_CHECKING:
-    from toolkit.arch import Dims, Family
-    from toolkit.catalog import DeviceSpec
-    from toolkit.deep import DeepScan
-    from toolkit.formats.tokenizer import TokenizerFormatError, TokenizerInfo
-    from toolkit.memory import Plan
-    from toolkit.probe import ProbeResult
-    from toolkit.sandbox import InitOutcome
+    from npu_preflight.arch import Dims, Family
+    from npu_preflight.catalog import DeviceSpec
+    from npu_preflight.deep import DeepScan
+    from npu_preflight.formats.pickle_scan import ScanResult
+    from npu_preflight.formats.tokenizer import TokenizerFormatError, TokenizerInfo
+    from npu_preflight.memory import Plan
+    from npu_preflight.probe import ProbeResult
+    from npu_preflight.sandbox import InitOutcome, InitRequest
 
 CONFIG_NAME = "config.json"
 MAX_CONFIG_BYTES = 10 * 1024 * 1024
 MAX_CONFIG_DEPTH = 32
 MAX_LISTING = 20_000
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+MAX_RANK_TABLE_BYTES = 10 * 1024 * 1024
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,7 +58,7 @@ class RunOptions:
     static: bool = False
     no_init: bool = False
     deep: bool = False
-    device: str = "auto"
+    device: DeviceChoice = "auto"
     target_device: str | None = None
     generator: str = "transformers"
     python: str | None = None
@@ -56,6 +71,16 @@ class RunOptions:
     def to_dict(self) -> dict[str, Any]:
         """JSON form for ``target.options``."""
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+@dataclass(frozen=True)
+class Progress:
+    """Callbacks the app hands down for progress display (all optional; none of them may raise)."""
+
+    on_check: Callable[[CheckSpec], None] | None = None
+    on_init_event: Callable[[Mapping[str, Any]], None] | None = None
+    #: ``on_deep(total_bytes, files)`` returns the per-chunk update ``(bytes, files_done)``.
+    on_deep: Callable[[int, int], Callable[[int, int], None]] | None = None
 
 
 @dataclass(frozen=True)
@@ -95,7 +120,14 @@ class EmptyFile:
     """A weight file of zero bytes."""
 
 
-HeaderOutcome = Header | SafetensorsError | LfsPointer | EmptyFile
+@dataclass(frozen=True)
+class NotRegular:
+    """A weight-file name that is not a regular file (a FIFO, a device, a socket)."""
+
+    kind: str
+
+
+HeaderOutcome = Header | SafetensorsError | LfsPointer | EmptyFile | NotRegular
 
 
 @dataclass(frozen=True)
@@ -113,13 +145,61 @@ class Listing:
     entries: list[Entry] = field(default_factory=list)
     truncated: bool = False
     unreadable: list[str] = field(default_factory=list)
+    _by_rel: dict[str, Entry] = field(default_factory=dict, repr=False)
 
     def get(self, rel: str) -> Entry | None:
         """The entry at ``rel``, if listed."""
-        for e in self.entries:
-            if e.rel == rel:
-                return e
-        return None
+        if len(self._by_rel) != len(self.entries):
+            self._by_rel = {e.rel: e for e in self.entries}
+        return self._by_rel.get(rel)
+
+
+@dataclass(frozen=True)
+class _Unavailable:
+    reason: str
+
+
+@dataclass(frozen=True)
+class _Failed:
+    fact: str
+    trace: str
+
+
+class fact(Generic[T]):
+    """A lazily computed, cached fact whose failure is cached too (see the module docstring)."""
+
+    def __init__(self, func: Callable[[Any], T]) -> None:
+        self.func = func
+        self.name = func.__name__
+        self.__doc__ = func.__doc__
+
+    @overload
+    def __get__(self, obj: None, owner: type) -> fact[T]: ...
+
+    @overload
+    def __get__(self, obj: object, owner: type) -> T: ...
+
+    def __get__(self, obj: Any, owner: type) -> Any:
+        if obj is None:
+            return self
+        cache: dict[str, Any] = obj._facts
+        if self.name in cache:
+            state = cache[self.name]
+        else:
+            try:
+                state = self.func(obj)
+            except Unavailable as exc:
+                state = _Unavailable(str(exc))
+            except FactError as exc:  # a fact this one needs failed: carry the original
+                state = _Failed(exc.fact, exc.trace)
+            except Exception:  # noqa: BLE001 - cached as a value: the checks that need it are errored
+                state = _Failed(self.name, traceback.format_exc(limit=12))
+            cache[self.name] = state
+        if isinstance(state, _Unavailable):
+            raise Unavailable(state.reason)
+        if isinstance(state, _Failed):
+            raise FactError(state.fact, state.trace)
+        return state
 
 
 class Context:
@@ -128,40 +208,60 @@ class Context:
     def __init__(
         self,
         weights_dir: Path,
-        model_config: Mapping[str, Any] | None = None,
+        model_config: ModelConfig | Mapping[str, Any] | None = None,
         *,
         model_config_source: str | None = None,
         options: RunOptions | None = None,
         env: Mapping[str, str] | None = None,
+        progress: Progress | None = None,
     ) -> None:
         self.weights_dir = weights_dir
-        self.model_config = dict(model_config) if model_config is not None else None
-        self.model_config_source = model_config_source
+        if model_config is not None and not isinstance(model_config, ModelConfig):
+            model_config = ModelConfig.from_mapping(model_config, model_config_source)
+        self.model_config: ModelConfig | None = model_config
         self.options = options or RunOptions()
         self.env: Mapping[str, str] = dict(os.environ if env is None else env)
+        self.progress = progress or Progress()
+        self._facts: dict[str, Any] = {}
         self._json_cache: dict[str, dict[str, Any] | TokenizerFormatError | None] = {}
 
     # -- generic ---------------------------------------------------------------------------
 
-    def availability(self, fact: str) -> str | None:
-        """None when ``fact`` can be had, else the reason it cannot."""
+    def availability(self, name: FactName) -> str | None:
+        """None when the fact can be had, else the reason it cannot. A fact that *failed* raises
+        :class:`FactError`: the caller cannot vouch for anything built on it."""
         try:
-            getattr(self, fact)
+            getattr(self, name)
         except Unavailable as exc:
             return str(exc)
         return None
 
-    def computed(self, fact: str) -> bool:
-        """Whether a cached fact has already been computed (used to fill the report)."""
-        return fact in self.__dict__
+    def state(self, name: FactName) -> tuple[str, Any]:
+        """``("absent", None)`` if never computed, ``("value", v)``, ``("unavailable", reason)`` or
+        ``("failed", traceback)`` — without computing anything (the runner fills the report from it)."""
+        if name not in self._facts:
+            return "absent", None
+        s = self._facts[name]
+        if isinstance(s, _Unavailable):
+            return "unavailable", s.reason
+        if isinstance(s, _Failed):
+            return "failed", f"fact {s.fact!r} failed:\n{s.trace}"
+        return "value", s
 
     def path(self, rel: str) -> Path:
         """Absolute path of a file in the weights folder."""
         return self.weights_dir / rel
 
+    @property
+    def mc(self) -> ModelConfig:
+        """The model_config; unavailable when none was given."""
+        if self.model_config is None:
+            raise Unavailable("no model_config given (use --model-config or --set)")
+        return self.model_config
+
     # -- the folder ------------------------------------------------------------------------
 
-    @cached_property
+    @fact
     def listing(self) -> Listing:
         """Every entry below the weights folder (lstat; ``.git`` not descended; bounded)."""
         out = Listing()
@@ -177,6 +277,7 @@ class Context:
             for item in items:
                 if len(out.entries) >= MAX_LISTING:
                     out.truncated = True
+                    out.entries.sort(key=lambda e: e.rel)
                     return out
                 rel = f"{rel_dir}/{item.name}" if rel_dir else item.name
                 try:
@@ -196,7 +297,7 @@ class Context:
         return out
 
     def _top_files(self, suffixes: tuple[str, ...]) -> list[str]:
-        """Top-level files (or links to files) whose names end with one of ``suffixes``."""
+        """Top-level non-directory entries (links to files included) whose names end with ``suffixes``."""
         out = []
         for e in self.listing.entries:
             if e.top_level and e.rel.endswith(suffixes) and not e.is_dir:
@@ -205,26 +306,24 @@ class Context:
                 out.append(e.rel)
         return out
 
-    @cached_property
+    @fact
     def safetensors_files(self) -> list[str]:
-        """Top-level ``*.safetensors`` files."""
+        """Top-level ``*.safetensors`` entries."""
         return self._top_files((".safetensors",))
 
-    @cached_property
+    @fact
     def pickle_files(self) -> list[str]:
         """Top-level legacy checkpoint files by name (``.bin``, ``.pt``, …)."""
         return self._top_files(PICKLE_SUFFIXES)
 
     # -- config.json -----------------------------------------------------------------------
 
-    @cached_property
+    @fact
     def config_load(self) -> dict[str, Any] | JsonLoadError:
         """config.json parsed, or the error that stopped it."""
         path = self.path(CONFIG_NAME)
-        if not path.exists():
+        if not os.path.lexists(path):
             return JsonLoadError("missing", "config.json is missing")
-        if not path.is_file():
-            return JsonLoadError("unreadable", "config.json is not a regular file")
         try:
             loaded = load_file(path, max_bytes=MAX_CONFIG_BYTES, max_depth=MAX_CONFIG_DEPTH)
         except JsonLoadError as exc:
@@ -233,7 +332,7 @@ class Context:
             return JsonLoadError("not-object", f"top level is a JSON {type(loaded.value).__name__}")
         return loaded.value
 
-    @property
+    @fact
     def config(self) -> dict[str, Any]:
         """config.json as a dict."""
         value = self.config_load
@@ -241,7 +340,7 @@ class Context:
             raise Unavailable(f"config.json could not be used ({value.message}; see CFG001)")
         return value
 
-    @property
+    @fact
     def text_config(self) -> dict[str, Any]:
         """The language-model part of config.json (``text_config`` for multimodal wrappers)."""
         cfg = self.config
@@ -267,18 +366,23 @@ class Context:
 
     # -- safetensors -----------------------------------------------------------------------
 
-    @cached_property
+    @fact
     def headers(self) -> dict[str, HeaderOutcome]:
         """Every top-level safetensors file read as a header (or why it could not be)."""
         out: dict[str, HeaderOutcome] = {}
         for rel in self.safetensors_files:
             path = self.path(rel)
             try:
-                size = path.stat().st_size
+                st = os.stat(path)
             except OSError as exc:
                 out[rel] = SafetensorsError("Unreadable", exc.strerror or str(exc))
                 continue
-            if size == 0:
+            if not stat.S_ISREG(st.st_mode):
+                from npu_preflight.formats.files import file_kind
+
+                out[rel] = NotRegular(file_kind(st.st_mode))
+                continue
+            if st.st_size == 0:
                 out[rel] = EmptyFile()
                 continue
             pointer = read_pointer(path)
@@ -291,18 +395,18 @@ class Context:
                 out[rel] = exc
         return out
 
-    @cached_property
+    @fact
     def index_load(self) -> Index | IndexFormatError | None:
         """The shard index, its parse error, or None when there is no index."""
         path = self.path(INDEX_NAME)
-        if not path.exists():
+        if not os.path.lexists(path):
             return None
         try:
             return read_index(path)
         except IndexFormatError as exc:
             return exc
 
-    @property
+    @fact
     def index(self) -> Index | None:
         """The index, None when absent; unavailable when it does not parse."""
         value = self.index_load
@@ -310,7 +414,7 @@ class Context:
             raise Unavailable(f"{INDEX_NAME} could not be parsed (see WT010)")
         return value
 
-    @cached_property
+    @fact
     def loaded_files(self) -> list[str]:
         """The safetensors files a loader will read: the indexed shards, or every top-level file."""
         idx = self.index_load
@@ -318,7 +422,7 @@ class Context:
             return [s for s in idx.shards if s in self.headers]
         return list(self.safetensors_files)
 
-    @cached_property
+    @fact
     def tensors(self) -> dict[str, Located]:
         """Every tensor of the loaded set, by name. Unavailable unless every header parsed."""
         if not self.safetensors_files:
@@ -337,10 +441,10 @@ class Context:
                 out.setdefault(name, Located(rel, info))
         return out
 
-    @cached_property
+    @fact
     def architecture(self) -> tuple[Family, Dims]:
         """The model family (tensor naming) and its normalised dimensions."""
-        from toolkit.arch import dims, family_for
+        from npu_preflight.arch import dims, family_for
 
         cfg = self.text_config
         fam = family_for(cfg, set(self.tensors))
@@ -351,23 +455,23 @@ class Context:
             raise Unavailable("config.json lacks hidden_size, num_hidden_layers or num_attention_heads (see ARCH007)")
         return fam, d
 
-    @cached_property
+    @fact
     def tokenizer_load(self) -> TokenizerInfo | TokenizerFormatError | None:
         """tokenizer.json parsed once (None when absent)."""
-        from toolkit.formats.tokenizer import TokenizerFormatError, read_tokenizer_json
+        from npu_preflight.formats.tokenizer import TokenizerFormatError, read_tokenizer_json
 
         path = self.path("tokenizer.json")
-        if not path.is_file():
+        if not os.path.lexists(path):
             return None
         try:
             return read_tokenizer_json(path)
         except TokenizerFormatError as exc:
             return exc
 
-    @property
+    @fact
     def tokenizer(self) -> TokenizerInfo:
         """tokenizer.json's vocabulary."""
-        from toolkit.formats.tokenizer import TokenizerFormatError
+        from npu_preflight.formats.tokenizer import TokenizerFormatError
 
         value = self.tokenizer_load
         if value is None:
@@ -380,11 +484,11 @@ class Context:
         """A small JSON object file of the folder, parsed once per run: the object, why it is not
         one, or None when the file is absent."""
         if rel not in self._json_cache:
-            from toolkit.formats.tokenizer import TokenizerFormatError, read_json_object
+            from npu_preflight.formats.tokenizer import TokenizerFormatError, read_json_object
 
             path = self.path(rel)
             value: dict[str, Any] | TokenizerFormatError | None = None
-            if path.is_file():
+            if os.path.lexists(path):
                 try:
                     value = read_json_object(path)
                 except TokenizerFormatError as exc:
@@ -401,74 +505,174 @@ class Context:
             raise Unavailable(f"{rel} could not be read ({value})")
         return value
 
+    @fact
+    def pickle_scans(self) -> dict[str, ScanResult]:
+        """Every file a loader could unpickle, scanned at opcode level (never unpickled)."""
+        from npu_preflight.formats.pickle_scan import scan_candidates
+
+        files = [(self.path(e.rel), e.rel) for e in self.listing.entries if e.is_file]
+        return scan_candidates(files)
+
     @property
     def trust_remote_code(self) -> bool:
         """Whether code from the folder may run: ``--trust-remote-code`` or model_config's flag."""
-        return self.options.trust_remote_code or self.model_config_coerced.get("trust_remote_code") is True
+        return self.options.trust_remote_code or (self.model_config is not None and self.model_config.trust_remote_code)
 
-    # -- later phases (imported lazily so the static phase stays light) --------------------
+    # -- the model_config and the environment ----------------------------------------------
 
-    @cached_property
-    def model_config_coerced(self) -> dict[str, Any]:
-        """The model_config as MindIE reads it (numeric and boolean strings converted); ``{}`` when
-        none was given."""
-        from toolkit.mconfig import coerce
-
-        return coerce(self.model_config or {})
-
-    @cached_property
-    def model_config_effective(self) -> dict[str, Any]:
-        """The model_config with schema defaults filled in; unavailable when none was given."""
-        if self.model_config is None:
-            raise Unavailable("no model_config given (use --model-config or --set)")
-        from toolkit.mconfig import with_defaults
-
-        return with_defaults(self.model_config_coerced)
-
-    @cached_property
+    @fact
     def world_size(self) -> int:
         """Tensor-parallel degree from the model_config."""
-        ws = self.model_config_effective.get("world_size")
-        if isinstance(ws, bool) or not isinstance(ws, int) or ws < 1:
-            raise Unavailable("model_config.world_size is not a positive integer (see MC001)")
+        ws = self.mc.world_size
+        if ws is None:
+            raise Unavailable("model_config.world_size is not a valid positive integer (see MC001)")
         return ws
 
-    @cached_property
+    @fact
+    def rank_table(self) -> dict[str, Any] | None:
+        """The parsed ``RANK_TABLE_FILE``, None when unset; unavailable (with why) when unusable."""
+        raw = self.env.get("RANK_TABLE_FILE")
+        if not raw:
+            return None
+        try:
+            doc = load_file(Path(raw), max_bytes=MAX_RANK_TABLE_BYTES, max_depth=16).value
+        except JsonLoadError as exc:
+            raise Unavailable(f"RANK_TABLE_FILE {raw!r} cannot be used: {exc.message}") from None
+        if not isinstance(doc, dict) or not isinstance(doc.get("server_list"), list):
+            raise Unavailable(f"RANK_TABLE_FILE {raw!r} has no server_list")
+        return doc
+
+    @fact
     def probe(self) -> ProbeResult:
         """The environment probe, run once in a subprocess."""
         if self.options.static:
             raise Unavailable("--static: the environment probe does not run")
-        from toolkit.probe import run_probe
+        from npu_preflight.probe import run_probe
 
         tok = self.path("tokenizer.json")
-        return run_probe(self.options, self.env, tok if tok.is_file() else None)
+        return run_probe(
+            self.options.python,
+            self.env,
+            self.options.probe_timeout,
+            tok if os.path.isfile(tok) else None,
+        )
 
-    @cached_property
+    @fact
     def target(self) -> DeviceSpec:
         """The device to plan for: ``--target-device``, else the probed device."""
-        from toolkit.catalog import resolve_target
+        from npu_preflight.catalog import resolve_target
 
-        return resolve_target(self)
+        opts = self.options
+        probe: ProbeResult | None = None
+        why = None
+        if not opts.target_device:
+            why = self.availability("probe")
+            probe = self.probe if why is None else None
+        dev_id = self.model_config.integer("npu_device_id") if self.model_config is not None else None
+        return resolve_target(
+            target_device=opts.target_device,
+            probe=probe,
+            probe_unavailable=why,
+            device=opts.device,
+            npu_device_id=dev_id,
+            memory_limit=opts.memory_limit,
+        )
 
-    @cached_property
+    @fact
     def plan(self) -> Plan:
         """The per-rank memory plan."""
-        from toolkit.memory import make_plan
+        from npu_preflight.memory import PlanInputs, make_plan
 
-        return make_plan(self)
+        device: DeviceSpec | None = None
+        device_note = self.availability("target")
+        if device_note is None:
+            device = self.target
+        arch = self.architecture if self.availability("architecture") is None else None
+        probe = self.probe if device is not None and self.availability("probe") is None else None
+        host = probe.host if probe is not None else {}
+        cfg = self.text_config
+        mpe = next(
+            (v for k in ("max_position_embeddings", "seq_length", "model_max_length") if _pos_int(v := cfg.get(k))),
+            None,
+        )
+        shards = [h.file_size for rel in self.loaded_files if isinstance(h := self.headers.get(rel), Header)]
+        return make_plan(
+            PlanInputs(
+                tensors={name: loc.info for name, loc in self.tensors.items()},
+                load_dtype=self.declared_dtype,
+                shard_sizes=tuple(shards),
+                arch=arch,
+                max_positions=mpe,
+                model_config=self.model_config,
+                device=device,
+                device_note=device_note,
+                npu_memory_fraction=self.env.get("NPU_MEMORY_FRACTION"),
+                runtime_rss=_pos_int_or_none(host.get("runtime_rss_bytes")),
+                host_available=_pos_int_or_none(host.get("memavailable_bytes")),
+            )
+        )
 
-    @cached_property
+    @fact
     def init_outcome(self) -> InitOutcome:
         """The sandboxed generator init (runs on first use)."""
-        from toolkit.sandbox import run_init
+        from npu_preflight.sandbox import run_init
 
-        return run_init(self)
+        return run_init(self.init_request())
 
-    @cached_property
+    def init_request(self) -> InitRequest:
+        """What the sandboxed init is asked to do, from the options, the model_config and the plan."""
+        from npu_preflight.generators import BUILTIN
+        from npu_preflight.sandbox import InitRequest, choose_device
+
+        opts = self.options
+        gen = opts.generator
+        if gen not in BUILTIN and ":" not in gen:
+            raise Unavailable(f"--generator {gen!r} is neither {', '.join(BUILTIN)} nor package.module:factory")
+        if not self.declared_dtype:
+            raise Unavailable("config.json declares no dtype (see CFG002)")
+        probe = self.probe if self.availability("probe") is None else None
+        device = choose_device(opts.device, probe)
+        plan = self.plan
+        mc = self.model_config.for_generator() if self.model_config is not None else {}
+        return InitRequest(
+            weights_dir=self.weights_dir,
+            model_config=mc,
+            device=device,
+            dtype=self.declared_dtype,
+            generator=gen,
+            python=opts.python,
+            timeout=opts.timeout,
+            memory_limit=opts.memory_limit,
+            trust_remote_code=self.trust_remote_code,
+            kv=plan.kv_request(),
+            weights_bytes=plan.weights_bytes,
+            env=self.env,
+            extra_sys_path=(str(Path.cwd()),),
+            on_event=self.progress.on_init_event,
+        )
+
+    @fact
     def deep_scan(self) -> DeepScan:
         """Every tensor byte hashed and scanned."""
         if not self.options.deep:
             raise Unavailable("the deep scan runs only with --deep")
-        from toolkit.deep import scan_folder
+        from npu_preflight.deep import scan_paths
 
-        return scan_folder(self)
+        items: list[tuple[Path, str, Header | None]] = []
+        total = 0
+        for e in self.listing.entries:
+            if not e.is_file or e.rel.startswith((".cache/", ".git/")):
+                continue
+            h = self.headers.get(e.rel)
+            items.append((self.path(e.rel), e.rel, h if isinstance(h, Header) and not h.layout_problems() else None))
+            total += e.size
+        on_deep = self.progress.on_deep
+        return scan_paths(items, self.options.workers, on_deep(total, len(items)) if on_deep else None)
+
+
+def _pos_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+
+def _pos_int_or_none(v: Any) -> int | None:
+    return int(v) if _pos_int(v) else None

@@ -19,14 +19,11 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from toolkit.formats.safetensors import Header, TensorInfo
-
-if TYPE_CHECKING:
-    from toolkit.context import Context
+from npu_preflight.formats.safetensors import Header, TensorInfo
 
 CHUNK = 16 * 1024 * 1024
 
@@ -315,20 +312,3 @@ def _size(p: Path) -> int:
         return p.stat().st_size
     except OSError:
         return 0
-
-
-#: Set by the CLI to show a progress bar on a tty.
-progress_hook: Callable[[int, int], ProgressFn] | None = None
-
-
-def scan_folder(ctx: Context) -> DeepScan:
-    """Every regular file of the folder hashed; the loaded safetensors scanned tensor by tensor."""
-    items: list[tuple[Path, str, Header | None]] = []
-    for e in ctx.listing.entries:
-        if not e.is_file or e.rel.startswith(".cache/") or e.rel.startswith(".git/"):
-            continue
-        h = ctx.headers.get(e.rel)
-        items.append((ctx.path(e.rel), e.rel, h if isinstance(h, Header) and not h.layout_problems() else None))
-    total = sum(_size(p) for p, _, _ in items)
-    progress = progress_hook(total, len(items)) if progress_hook is not None else None
-    return scan_paths(items, ctx.options.workers, progress)

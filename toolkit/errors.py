@@ -11,3 +11,13 @@ class UsageError(PreflightError):
 
 class Unavailable(PreflightError):
     """A fact a check needs cannot be had; the check is skipped with this reason."""
+
+
+class FactError(PreflightError):
+    """A fact raised an unexpected exception while it was computed. The failure is cached: every
+    check that needs the fact becomes ``errored`` with this traceback."""
+
+    def __init__(self, fact: str, trace: str) -> None:
+        super().__init__(f"fact {fact!r} failed")
+        self.fact = fact
+        self.trace = trace

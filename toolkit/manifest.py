@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.formats.jsonload import JsonLoadError, load_file
-from toolkit.formats.lfs import read_pointer
+from npu_preflight.formats.jsonload import JsonLoadError, load_file
+from npu_preflight.formats.lfs import read_pointer
 
 if TYPE_CHECKING:
-    from toolkit.deep import DeepScan
+    from npu_preflight.deep import DeepScan
 
 MANIFEST_VERSION = 1
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")

@@ -1,34 +1,24 @@
-"""Reading the generator's ``model_config``: JSON, YAML, a MindIE-Service config.json, ``--set``."""
+"""The generator's ``model_config``: one :class:`ModelConfig`, built once from JSON, YAML, a
+MindIE-Service config.json or ``--set``, and read everywhere through typed accessors."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import UsageError
-from toolkit.formats.jsonload import JsonLoadError, load_file
+from npu_preflight.errors import UsageError
+from npu_preflight.formats.jsonload import JsonLoadError, load_file
 
 MAX_MODEL_CONFIG_BYTES = 10 * 1024 * 1024
-
-
-def _schema_defaults() -> dict[str, Any]:
-    from schemas import load
-
-    props = load("model_config.schema.json")["properties"]
-    return {k: v["default"] for k, v in props.items() if "default" in v}
-
-
-def with_defaults(mc: Mapping[str, Any]) -> dict[str, Any]:
-    """``mc`` (already coerced) with the schema's defaults for keys it does not set."""
-    out = _schema_defaults()
-    out.update(mc)
-    if "local_rank" not in out and isinstance(out.get("rank"), int):
-        out["local_rank"] = out["rank"]
-    return out
-
+#: Longest numeric string converted; ``int()`` of longer text is refused (and MindIE's ranges stop
+#: far below it).
+MAX_NUMBER_CHARS = 40
+#: ``--set`` values nest at most this deep (a JSON value 50,000 levels deep is a usage error).
+MAX_SET_DEPTH = 32
 
 INTEGER_KEYS = (
     "world_size",
@@ -52,6 +42,143 @@ INTEGER_KEYS = (
     "max_position_embeddings",
 )
 BOOLEAN_KEYS = ("trust_remote_code", "distributed_enable", "load_tokenizer")
+#: The keys the generator needs for a deployment (MindIE's ``parse_config`` and ``GeneratorBackend``).
+DEPLOYMENT_KEYS = ("backend_type", "world_size", "rank", "local_rank", "npu_device_id", "trust_remote_code")
+SERVICE_KEY = "_mindie_service"
+
+
+@cache
+def schema() -> dict[str, Any]:
+    """schemas/model_config.schema.json."""
+    from npu_preflight.schemas import load
+
+    return dict(load("model_config.schema.json"))
+
+
+def _to_int(value: str) -> int | None:
+    """``int(value)`` as MindIE calls it (whitespace, ``_`` separators, any Unicode decimal digits),
+    bounded in length; None where ``int()`` would raise."""
+    if len(value) > MAX_NUMBER_CHARS:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        return None
+
+
+def coerce(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Convert numeric and boolean strings the way MindIE's ``parse_config`` does (``int(value)``,
+    ``'true'``/``'1'``), so ``{"world_size": "4"}`` validates as MindIE would accept it. Strings
+    ``int()`` refuses (``"²"``, ``"--4"``) stay strings, for the schema to name."""
+    out = dict(raw)
+    for k in INTEGER_KEYS:
+        v = out.get(k)
+        if isinstance(v, str):
+            n = _to_int(v)
+            if n is not None:
+                out[k] = n
+    for k in BOOLEAN_KEYS:
+        v = out.get(k)
+        if isinstance(v, str) and v.strip().lower() in ("true", "false", "1", "0"):
+            out[k] = v.strip().lower() in ("true", "1")
+    return out
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The model_config as given (``raw``), as MindIE reads it (``values``), and where it came from."""
+
+    raw: Mapping[str, Any]
+    values: Mapping[str, Any] = field(default_factory=dict)
+    source: str | None = None
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any], source: str | None = None) -> ModelConfig:
+        """Build one from a dict (coercing once)."""
+        return cls(dict(raw), coerce(raw), source)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.values
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """A coerced value as given (no defaults)."""
+        return self.values.get(key, default)
+
+    def keys(self) -> list[str]:
+        """The keys given."""
+        return list(self.values)
+
+    def integer(self, key: str) -> int | None:
+        """An integer key within its schema range (given or defaulted), else None: anything out of
+        range is MC001's to report and is never used in arithmetic."""
+        v = self.effective.get(key)
+        if not isinstance(v, int) or isinstance(v, bool):
+            return None
+        prop = schema()["properties"].get(key, {})
+        lo, hi = prop.get("minimum"), prop.get("maximum")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            return None
+        if "not" in prop and v == prop["not"].get("const"):
+            return None
+        return int(v)
+
+    def positive(self, key: str) -> int | None:
+        """An integer key that is > 0 and in range."""
+        v = self.integer(key)
+        return v if v is not None and v > 0 else None
+
+    @property
+    def effective(self) -> dict[str, Any]:
+        """The values with the schema's defaults for keys not given (``local_rank`` defaults to ``rank``)."""
+        props = schema()["properties"]
+        out = {k: v["default"] for k, v in props.items() if "default" in v}
+        out.update(self.values)
+        if "local_rank" not in out and _is_int(out.get("rank")):
+            out["local_rank"] = out["rank"]
+        return out
+
+    @property
+    def world_size(self) -> int | None:
+        """Tensor-parallel degree, when valid."""
+        return self.positive("world_size")
+
+    @property
+    def block_size(self) -> int:
+        """KV block size (default 128)."""
+        return self.positive("block_size") or 128
+
+    @property
+    def trust_remote_code(self) -> bool:
+        """The model_config's trust_remote_code flag (coerced)."""
+        return self.values.get("trust_remote_code") is True
+
+    @property
+    def backend_type(self) -> str | None:
+        """``atb``, ``ms``, ``torch`` … as given."""
+        v = self.values.get("backend_type")
+        return v if isinstance(v, str) else None
+
+    @property
+    def service(self) -> Mapping[str, Any] | None:
+        """The raw MindIE-Service fields, when the model_config came from its config.json."""
+        v = self.values.get(SERVICE_KEY)
+        return v if isinstance(v, Mapping) else None
+
+    def missing_deployment_keys(self) -> list[str]:
+        """MindIE's required keys that are not given."""
+        return [k for k in DEPLOYMENT_KEYS if k not in self.values]
+
+    def for_generator(self) -> dict[str, Any]:
+        """What the generator is handed: the effective values, without the tool's private keys."""
+        return {k: v for k, v in self.effective.items() if not k.startswith("_")}
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report's ``target.model_config`` (as given)."""
+        return dict(self.raw)
 
 
 @dataclass(frozen=True)
@@ -63,50 +190,38 @@ class Violation:
     allowed: str
 
 
-def coerce(mc: Mapping[str, Any]) -> dict[str, Any]:
-    """Convert numeric and boolean strings the way MindIE's ``parse_config`` does (``int(value)``,
-    ``'true'``/``'1'``), so ``{"world_size": "4"}`` validates as MindIE would accept it."""
-    out = dict(mc)
-    for k in INTEGER_KEYS:
-        v = out.get(k)
-        if isinstance(v, str) and v.strip().lstrip("-").isdigit():
-            out[k] = int(v)
-    for k in BOOLEAN_KEYS:
-        v = out.get(k)
-        if isinstance(v, str) and v.lower() in ("true", "false", "1", "0"):
-            out[k] = v.lower() in ("true", "1")
-    return out
-
-
-def _allowed(schema: Mapping[str, Any]) -> str:
-    if "enum" in schema:
-        return "one of " + ", ".join(repr(v) for v in schema["enum"])
+def _allowed(prop: Mapping[str, Any]) -> str:
+    if "enum" in prop:
+        return "one of " + ", ".join(repr(v) for v in prop["enum"])
     parts = []
-    t = schema.get("type")
+    t = prop.get("type")
     if t:
         parts.append(t if isinstance(t, str) else "/".join(t))
-    if "minimum" in schema:
-        parts.append(f">= {schema['minimum']}")
-    if "maximum" in schema:
-        parts.append(f"<= {schema['maximum']}")
-    if "not" in schema and "const" in schema["not"]:
-        parts.append(f"not {schema['not']['const']}")
+    if "minimum" in prop:
+        parts.append(f">= {prop['minimum']}")
+    if "maximum" in prop:
+        parts.append(f"<= {prop['maximum']}")
+    if "not" in prop and "const" in prop["not"]:
+        parts.append(f"not {prop['not']['const']}")
     return " ".join(parts) or "see schemas/model_config.schema.json"
 
 
-def validate(mc: Mapping[str, Any]) -> list[Violation]:
-    """Schema violations of a (coerced) model_config, each naming its key."""
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def validate(mc: ModelConfig) -> list[Violation]:
+    """Schema violations of the coerced model_config, each naming its key."""
     import jsonschema
 
-    from schemas import load
-
-    schema = load("model_config.schema.json")
-    validator = jsonschema.Draft202012Validator(schema)
+    sch = schema()
+    validator = jsonschema.Draft202012Validator(sch)
     out = []
-    for err in sorted(validator.iter_errors(mc), key=lambda e: list(e.path)):
+    for err in sorted(validator.iter_errors(dict(mc.values)), key=lambda e: [str(p) for p in e.path]):
         if err.validator == "required":
             missing = str(err.message).split("'")[1] if "'" in err.message else "?"
-            prop = schema["properties"].get(missing, {})
+            prop = sch["properties"].get(missing, {})
             out.append(
                 Violation(
                     f"model_config.{missing}",
@@ -116,16 +231,31 @@ def validate(mc: Mapping[str, Any]) -> list[Violation]:
             )
             continue
         key = ".".join(str(p) for p in err.path) or "(root)"
-        sub = schema["properties"].get(str(err.path[0]), {}) if err.path else {}
-        out.append(Violation(f"model_config.{key}", f"{key} = {err.instance!r}: {err.message}", _allowed(sub)))
+        sub = sch["properties"].get(str(err.path[0]), {}) if err.path else {}
+        what = _what(str(err.validator), err.validator_value)
+        out.append(Violation(f"model_config.{key}", f"{key} = {_short(err.instance)} {what}", _allowed(sub)))
     return out
+
+
+def _what(validator: str, expected: Any) -> str:
+    """A violation in words (the value itself is shown shortened; jsonschema's own message repeats
+    it whole, which for a 400-digit number or a huge list is unreadable)."""
+    if validator == "type":
+        return f"is not of type {expected!r}"
+    if validator == "minimum":
+        return f"is less than the minimum {expected}"
+    if validator == "maximum":
+        return f"is greater than the maximum {expected}"
+    if validator == "enum":
+        return "is not one of " + ", ".join(repr(v) for v in expected)
+    if validator == "not":
+        return "is not allowed"
+    return f"violates {validator}"
 
 
 def known_keys() -> list[str]:
     """Keys the schema describes."""
-    from schemas import load
-
-    return list(load("model_config.schema.json")["properties"])
+    return list(schema()["properties"])
 
 
 def load_model_config(path: Path) -> tuple[dict[str, Any], str]:
@@ -135,7 +265,7 @@ def load_model_config(path: Path) -> tuple[dict[str, Any], str]:
     Raises :class:`UsageError` naming the file for anything unreadable.
     """
     if not path.is_file():
-        raise UsageError(f"model_config file {str(path)!r} does not exist or is not a file")
+        raise UsageError(f"model_config file {str(path)!r} does not exist or is not a regular file")
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
         data = _load_yaml(path)
@@ -149,7 +279,7 @@ def load_model_config(path: Path) -> tuple[dict[str, Any], str]:
     if not isinstance(data, dict):
         raise UsageError(f"model_config file {str(path)!r} must hold a JSON/YAML object, not {type(data).__name__}")
     if "BackendConfig" in data:
-        from toolkit.mindie_service import map_service_config
+        from npu_preflight.mindie_service import map_service_config
 
         return map_service_config(data, path), "mindie-service"
     return data, kind
@@ -158,13 +288,17 @@ def load_model_config(path: Path) -> tuple[dict[str, Any], str]:
 def _load_yaml(path: Path) -> Any:
     import yaml
 
+    from npu_preflight.formats.jsonload import read_regular
+
     try:
-        if path.stat().st_size > MAX_MODEL_CONFIG_BYTES:
-            raise UsageError(f"model_config file {str(path)!r} is larger than 10 MiB")
-        text = path.read_text(encoding="utf-8")
+        raw = read_regular(path, MAX_MODEL_CONFIG_BYTES)
+    except JsonLoadError as exc:
+        raise UsageError(f"model_config file {str(path)!r} cannot be read: {exc.message}") from None
+    try:
+        text = raw.decode("utf-8")
         return yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"model_config file {str(path)!r} cannot be read: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"model_config file {str(path)!r} is not UTF-8 (byte {exc.start})") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"model_config file {str(path)!r} is not valid YAML: {exc}") from None
     except RecursionError:
@@ -173,6 +307,8 @@ def _load_yaml(path: Path) -> Any:
 
 def parse_set(item: str) -> tuple[str, Any]:
     """``KEY=VALUE`` with VALUE read as JSON, else kept as a string."""
+    from npu_preflight.formats.jsonload import loads
+
     if "=" not in item:
         raise UsageError(f"--set {item!r}: expected KEY=VALUE")
     key, raw = item.split("=", 1)
@@ -180,8 +316,10 @@ def parse_set(item: str) -> tuple[str, Any]:
     if not key:
         raise UsageError(f"--set {item!r}: the key is empty")
     try:
-        value = json.loads(raw)
-    except ValueError:
+        value = loads(raw.encode("utf-8", "surrogatepass"), max_bytes=1024 * 1024, max_depth=MAX_SET_DEPTH).value
+    except JsonLoadError as exc:
+        if exc.kind in ("too-deep", "too-large"):
+            raise UsageError(f"--set {key}: the value {exc.message}") from None
         value = raw
     return key, value
 
@@ -196,3 +334,8 @@ def apply_sets(base: Mapping[str, Any] | None, items: Iterable[str]) -> dict[str
         k, v = parse_set(item)
         out[k] = v
     return out
+
+
+def dumps_compact(value: Any) -> str:
+    """A JSON snippet for messages (paste-ready)."""
+    return json.dumps(value, ensure_ascii=False)

@@ -31,16 +31,16 @@ and a dtype conversion adds the shard being converted.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import Unavailable
-from toolkit.formats.safetensors import DTYPE_BITS, FLOAT_DTYPES
+from npu_preflight.formats.safetensors import DTYPE_BITS, FLOAT_DTYPES, TORCH_NAME, TensorInfo
 
 if TYPE_CHECKING:
-    from toolkit.catalog import DeviceSpec
-    from toolkit.context import Context
+    from npu_preflight.arch import Dims, Family
+    from npu_preflight.catalog import DeviceSpec
+    from npu_preflight.mconfig import ModelConfig
 
 GIB = 1024**3
 MIB = 1024**2
@@ -205,6 +205,21 @@ class Plan:
         bits.append("or use a device with more memory")
         return "; ".join(bits).capitalize() + "."
 
+    def kv_request(self) -> dict[str, int] | None:
+        """The KV cache the sandboxed init allocates (MindIE's sizing), as plain JSON."""
+        k = self.kv
+        if k is None:
+            return None
+        return {
+            "blocks": k.blocks,
+            "block_size": k.block_size,
+            "kv_heads_per_rank": k.kv_heads_per_rank,
+            "head_dim": k.head_dim,
+            "layers": k.layers,
+            "tensors_per_layer": k.tensors_per_layer,
+            "seq_len": k.seq_len,
+        }
+
     def with_measurement(self, peak: int | None, source: str | None) -> Plan:
         """The plan with the init's measured peak attached."""
         return replace(self, measured_peak_bytes=peak, measured_source=source)
@@ -252,19 +267,29 @@ class Plan:
         }
 
 
-def _ints(mc: dict[str, Any], key: str) -> int | None:
-    v = mc.get(key)
-    return v if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
+@dataclass(frozen=True)
+class PlanInputs:
+    """Everything the plan is computed from, as plain values (``context.py`` gathers them)."""
+
+    tensors: Mapping[str, TensorInfo]
+    load_dtype: str | None
+    shard_sizes: tuple[int, ...] = ()
+    arch: tuple[Family, Dims] | None = None
+    max_positions: int | None = None
+    model_config: ModelConfig | None = None
+    device: DeviceSpec | None = None
+    device_note: str | None = None
+    npu_memory_fraction: str | None = None  # the raw NPU_MEMORY_FRACTION
+    runtime_rss: int | None = None  # the probe's RSS after importing torch and transformers
+    host_available: int | None = None
 
 
-def weights_per_rank(ctx: Context, world_size: int, load_bytes: int | None) -> tuple[int, int]:
+def weights_per_rank(
+    tensors: Mapping[str, TensorInfo], world_size: int, load_bytes: int | None, kv_heads: int | None
+) -> tuple[int, int]:
     """(total bytes at load dtype, bytes per rank) with tensor-parallel sharding."""
-    kv_heads = None
-    if ctx.availability("architecture") is None:
-        kv_heads = ctx.architecture[1].kv_heads
     total, per_rank = 0, 0.0
-    for name, loc in ctx.tensors.items():
-        info = loc.info
+    for name, info in tensors.items():
         if info.dtype in FLOAT_DTYPES and load_bytes is not None:
             nbytes = info.numel * load_bytes
         else:
@@ -283,24 +308,22 @@ def weights_per_rank(ctx: Context, world_size: int, load_bytes: int | None) -> t
     return total, math.ceil(per_rank)
 
 
-def make_plan(ctx: Context) -> Plan:
-    """Build the plan from the folder, the model_config, the environment and the target device."""
+def make_plan(inp: PlanInputs) -> Plan:
+    """Build the plan from plain inputs: the tensors, the architecture, the model_config, the device."""
     notes: list[str] = []
-    mc = dict(ctx.model_config_effective) if ctx.model_config is not None else {}
-    ws = _ints(mc, "world_size") or 1
-    load_dtype = ctx.declared_dtype
+    mc = inp.model_config
+    ws = (mc.world_size if mc is not None else None) or 1
+    load_dtype = inp.load_dtype
     load_bytes = DTYPE_BYTES.get(load_dtype or "")
     if load_bytes is None:
         notes.append(f"load dtype {load_dtype!r} unknown: float tensors counted as stored")
-    total, per_rank = weights_per_rank(ctx, ws, load_bytes)
-    largest = max((h.file_size for h in _headers(ctx)), default=0)
+    kv_heads = inp.arch[1].kv_heads if inp.arch is not None else None
+    total, per_rank = weights_per_rank(inp.tensors, ws, load_bytes, kv_heads)
+    largest = max(inp.shard_sizes, default=0)
 
-    device: DeviceSpec | None
-    try:
-        device = ctx.target
-    except Unavailable as exc:
-        device = None
-        notes.append(str(exc))
+    device = inp.device
+    if device is None and inp.device_note:
+        notes.append(inp.device_note)
     kind = device.kind if device else "npu"
 
     kv: KvPlan | None = None
@@ -309,26 +332,24 @@ def make_plan(ctx: Context) -> Plan:
     act = logits = 0
     prefill: int | None = None
     dtype_bytes = load_bytes or 2
-    if ctx.availability("architecture") is None:
-        fam, d = ctx.architecture
-        cfg = ctx.text_config
+    if inp.arch is not None:
+        fam, d = inp.arch
         layers = d.layers
-        block = _ints(mc, "block_size") or 128
-        if fam.attention == "mla" and cfg.get("kv_lora_rank"):
+        block = mc.block_size if mc is not None else 128
+        if fam.attention == "mla" and d.kv_lora_rank:
             # MLA caches one compressed latent (plus the rope part) per token and layer
-            head_dim = int(cfg["kv_lora_rank"]) + int(cfg.get("qk_rope_head_dim") or 0)
+            head_dim = d.kv_lora_rank + d.qk_rope_head_dim
             kv_rank, tensors = 1, 1
         else:
             head_dim, kv_rank, tensors = d.head_dim, max(d.kv_heads // ws, 1), 2
         per_token = tensors * kv_rank * head_dim * dtype_bytes * layers
-        seq = _ints(mc, "max_seq_len")
+        seq = mc.positive("max_seq_len") if mc is not None else None
         source = "model_config.max_seq_len"
         if seq is None:
-            mpe = cfg.get("max_position_embeddings") or cfg.get("seq_length") or cfg.get("model_max_length")
-            seq = mpe if isinstance(mpe, int) and mpe > 0 else 2048
-            source = "config.json max_position_embeddings" if isinstance(mpe, int) else "default 2048"
+            seq = inp.max_positions or 2048
+            source = "config.json max_position_embeddings" if inp.max_positions else "default 2048"
         seq = min(seq, MAX_SEQ_CAP)
-        batch = _ints(mc, "max_batch_size") or 1
+        batch = (mc.positive("max_batch_size") if mc is not None else None) or 1
         blocks = batch * math.ceil(seq / block)
         kv = KvPlan(
             block,
@@ -344,44 +365,37 @@ def make_plan(ctx: Context) -> Plan:
             layers,
             tensors,
         )
-        prefill = _ints(mc, "max_prefill_tokens")
+        prefill = mc.positive("max_prefill_tokens") if mc is not None else None
         inter = (d.moe_intermediate or d.intermediate or 4 * d.hidden) // ws
         vocab = (d.vocab or 0) // ws
         act = (4 * d.hidden + 3 * inter) * dtype_bytes
         logits = vocab * 4
-        emb = ctx.tensors.get(fam.embed)
-        if emb is not None and not d.tie and emb.info.dtype in FLOAT_DTYPES:
-            embedding = emb.info.numel * (load_bytes or DTYPE_BITS[emb.info.dtype] // 8)
+        emb = inp.tensors.get(fam.embed)
+        if emb is not None and not d.tie and emb.dtype in FLOAT_DTYPES:
+            embedding = emb.numel * (load_bytes or DTYPE_BITS[emb.dtype] // 8)
         few = 16
         init_forward = few * (4 * d.hidden + 3 * inter) * 4 + few * vocab * 4
     else:
         notes.append("architecture unknown: KV cache and workspace not planned")
 
     overhead = OVERHEAD[kind]
-    if device is not None and device.kind == "cpu" and ctx.availability("probe") is None:
-        rss = ctx.probe.host.get("runtime_rss_bytes")
-        if isinstance(rss, int) and rss > 0:
-            overhead = rss + CPU_FRAMEWORK_LOAD
+    if device is not None and device.kind == "cpu" and inp.runtime_rss:
+        overhead = inp.runtime_rss + CPU_FRAMEWORK_LOAD
     fraction: float | None = None
     in_use = 0
     if device is not None:
         fraction = DEFAULT_FRACTION[device.kind]
-        if device.kind == "npu":
-            from toolkit.envvars import parse_float
+        if device.kind == "npu" and inp.npu_memory_fraction is not None:
+            from npu_preflight.envvars import parse_float
 
-            raw = ctx.env.get("NPU_MEMORY_FRACTION")
-            v = parse_float(raw) if raw is not None else None
+            v = parse_float(inp.npu_memory_fraction)
             if v is not None and 0 < v <= 1:
                 fraction = v
         if device.free_bytes is not None:
             in_use = max(device.total_bytes - int(device.free_bytes), 0)
-        npu_mem = _ints(mc, "npu_mem")
+        npu_mem = mc.positive("npu_mem") if mc is not None else None
         if device.kind == "npu" and npu_mem is not None and kv is not None:
             notes.append(f"npu_mem {npu_mem} GB caps the KV cache at {npu_mem} GiB")
-    host_avail = None
-    if ctx.availability("probe") is None:
-        v = ctx.probe.host.get("memavailable_bytes")
-        host_avail = int(v) if isinstance(v, int) else None
     return Plan(
         world_size=ws,
         load_dtype=load_dtype,
@@ -394,25 +408,11 @@ def make_plan(ctx: Context) -> Plan:
         fraction=fraction,
         in_use_bytes=in_use,
         notes=tuple(notes),
-        host_available_bytes=host_avail,
+        host_available_bytes=inp.host_available if device is not None else None,
         init_forward_bytes=init_forward,
         act_bytes_per_token=act,
         logits_bytes_per_seq=logits,
         prefill_tokens=prefill,
-        converts=_converts(ctx, load_dtype),
+        converts=any(t.dtype in FLOAT_DTYPES and TORCH_NAME.get(t.dtype) != load_dtype for t in inp.tensors.values()),
         embedding_bytes=embedding,
     )
-
-
-def _converts(ctx: Context, load_dtype: str | None) -> bool:
-    from toolkit.formats.safetensors import TORCH_NAME
-
-    return any(
-        loc.info.dtype in FLOAT_DTYPES and TORCH_NAME.get(loc.info.dtype) != load_dtype for loc in ctx.tensors.values()
-    )
-
-
-def _headers(ctx: Context) -> list[Any]:
-    from toolkit.formats.safetensors import Header
-
-    return [h for rel in ctx.loaded_files if isinstance(h := ctx.headers.get(rel), Header)]

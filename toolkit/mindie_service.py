@@ -13,7 +13,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from toolkit.errors import UsageError
+from npu_preflight.errors import UsageError
+from npu_preflight.mconfig import SERVICE_KEY
 
 #: (section, service key) → generator key
 _MAP = (
@@ -32,8 +33,6 @@ _MAP = (
     ("schedule", "maxBatchSize", "max_batch_size"),
     ("schedule", "maxIterTimes", "max_iter_times"),
 )
-
-SERVICE_KEY = "_mindie_service"
 
 
 def _obj(value: Any, where: str, path: Path) -> Mapping[str, Any]:

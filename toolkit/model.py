@@ -8,12 +8,44 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 if TYPE_CHECKING:
-    from toolkit.context import Context
+    from npu_preflight.context import Context
 
-SCHEMA_VERSION = 1
+#: 2: the verdict gains ``error`` (a check could not run, so the folder is not vouched for).
+SCHEMA_VERSION = 2
+
+Verdict = Literal["ready", "not_ready", "error"]
+#: The facts a check may name in ``requires=`` (each is a fact of :class:`~npu_preflight.context.Context`).
+FactName = Literal[
+    "listing",
+    "safetensors_files",
+    "pickle_files",
+    "config_load",
+    "config",
+    "text_config",
+    "headers",
+    "index_load",
+    "index",
+    "loaded_files",
+    "tensors",
+    "architecture",
+    "tokenizer_load",
+    "tokenizer",
+    "mc",
+    "world_size",
+    "probe",
+    "target",
+    "plan",
+    "init_outcome",
+    "deep_scan",
+    "rank_table",
+    "pickle_scans",
+]
+FACT_NAMES: frozenset[str] = frozenset(get_args(FactName))
+DeviceKind = Literal["npu", "cuda", "cpu"]
+DeviceChoice = Literal["auto", "npu", "cuda", "cpu"]
 
 
 class Severity(str, enum.Enum):
@@ -136,7 +168,7 @@ class CheckSpec:
     title: str
     severity: Severity
     phase: Phase
-    requires: tuple[str, ...]
+    requires: tuple[FactName, ...]
     doc: str
     func: CheckFunc = field(compare=False, repr=False)
 
@@ -209,16 +241,37 @@ class Report:
     memory: Mapping[str, Any] | None = None
     init: Mapping[str, Any] | None = None
     integrity: Mapping[str, Any] | None = None
+    #: Report sections that could not be built (section name → why); each lowers the verdict to error.
+    section_errors: Mapping[str, str] = field(default_factory=dict)
+    #: Ctrl-C or SIGTERM stopped the run: some checks did not run (verdict error).
+    interrupted: bool = False
+
+    @property
+    def errored(self) -> tuple[CheckRecord, ...]:
+        """Checks that raised: the tool could not vouch for what they cover."""
+        return tuple(c for c in self.checks if c.status is Status.ERRORED)
+
+    @property
+    def trusted(self) -> bool:
+        """Every check ran to a result, every section was built and the run was not interrupted."""
+        return not self.errored and not self.section_errors and not self.interrupted
 
     @property
     def ready(self) -> bool:
-        """True when no finding reaches the ``fail_on`` threshold."""
-        return not any(f.severity.rank >= self.fail_on.rank for f in self.findings)
+        """True when the run is trusted and no finding reaches the ``fail_on`` threshold."""
+        return self.trusted and not any(f.severity.rank >= self.fail_on.rank for f in self.findings)
 
     @property
-    def verdict(self) -> str:
-        """``ready`` or ``not_ready``."""
+    def verdict(self) -> Verdict:
+        """``error`` when a check errored (or a section failed), else ``ready`` or ``not_ready``."""
+        if not self.trusted:
+            return "error"
         return "ready" if self.ready else "not_ready"
+
+    @property
+    def verdict_label(self) -> str:
+        """The verdict as people read it."""
+        return {"ready": "READY", "not_ready": "NOT READY", "error": "ERROR"}[self.verdict]
 
     def count(self, severity: Severity) -> int:
         """Number of findings of one severity."""
@@ -250,19 +303,27 @@ class Report:
                 "warnings": self.count(Severity.WARNING),
                 "infos": self.count(Severity.INFO),
                 "checks": self.status_counts(),
+                "interrupted": self.interrupted,
             },
             "checks": [c.to_dict() for c in self.checks],
             "findings": [f.to_dict() for f in self.findings],
-            "environment": _plain(self.environment),
-            "memory": _plain(self.memory),
-            "init": _plain(self.init),
-            "integrity": _plain(self.integrity),
+            "environment": self._section("environment", self.environment),
+            "memory": self._section("memory", self.memory),
+            "init": self._section("init", self.init),
+            "integrity": self._section("integrity", self.integrity),
         }
+
+    def _section(self, name: str, value: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        if name in self.section_errors:
+            return {"error": self.section_errors[name]}
+        return dict(value) if value is not None else None
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Report:
         """Rebuild a report from its JSON form (``render`` and ``diff`` use this)."""
         target = d.get("target") or {}
+        sections = {k: d.get(k) for k in ("environment", "memory", "init", "integrity")}
+        errors = {k: str(v["error"]) for k, v in sections.items() if isinstance(v, Mapping) and set(v) == {"error"}}
         return cls(
             tool_version=str((d.get("tool") or {}).get("version", "?")),
             created_at=str(d.get("created_at", "")),
@@ -273,12 +334,10 @@ class Report:
             fail_on=Severity(d.get("fail_on", "error")),
             checks=tuple(CheckRecord.from_dict(c) for c in d.get("checks") or ()),
             findings=tuple(Finding.from_dict(f) for f in d.get("findings") or ()),
-            environment=d.get("environment"),
-            memory=d.get("memory"),
-            init=d.get("init"),
-            integrity=d.get("integrity"),
+            environment=None if "environment" in errors else sections["environment"],
+            memory=None if "memory" in errors else sections["memory"],
+            init=None if "init" in errors else sections["init"],
+            integrity=None if "integrity" in errors else sections["integrity"],
+            section_errors=errors,
+            interrupted=bool((d.get("summary") or {}).get("interrupted")),
         )
-
-
-def _plain(value: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    return dict(value) if value is not None else None

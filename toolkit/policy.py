@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from toolkit.model import Report, Severity
+from npu_preflight.model import Report, Severity
 
 EXIT_READY = 0
 EXIT_NOT_READY = 1
@@ -44,5 +44,5 @@ class Policy:
 
 
 def exit_code(report: Report) -> int:
-    """0 when ready, 1 when not."""
-    return EXIT_READY if report.ready else EXIT_NOT_READY
+    """0 ready, 1 not ready, 3 when the tool could not vouch for the folder (a check errored)."""
+    return {"ready": EXIT_READY, "not_ready": EXIT_NOT_READY, "error": EXIT_INTERNAL}[report.verdict]

@@ -1,14 +1,18 @@
-"""The check registry: a decorator that records a :class:`CheckSpec` on a function, and the list of
-all checks gathered from the modules named in ``checks.CHECK_MODULES`` (no import side effects)."""
+"""The check registry: a decorator that records a :class:`CheckSpec` on a function, and a
+:class:`Registry` built from the modules it is handed (the app passes ``checks.CHECK_MODULES``; the
+engine never imports a check)."""
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from types import ModuleType
 
-from toolkit.model import PHASE_ORDER, CheckFunc, CheckSpec, Phase, Severity
+from npu_preflight.errors import UsageError
+from npu_preflight.model import FACT_NAMES, PHASE_ORDER, CheckFunc, CheckSpec, FactName, Phase, Severity
 
 ID_PATTERN = re.compile(r"^(CFG|MC|ENV|WT|ARCH|TOK|SEC|MEM|INIT|DATA|DIST)\d{3}$")
 _ATTR = "__preflight_spec__"
@@ -20,9 +24,17 @@ def check(
     severity: Severity,
     *,
     phase: Phase = Phase.STATIC,
-    requires: tuple[str, ...] = (),
+    requires: tuple[FactName, ...] = (),
 ) -> Callable[[CheckFunc], CheckFunc]:
-    """Mark a function as a check; its docstring is the ``explain`` text."""
+    """Mark a function as a check; its docstring is the ``explain`` text.
+
+    A malformed id or an unknown fact name in ``requires`` fails at import time, not mid-run.
+    """
+    if not ID_PATTERN.match(id):
+        raise ValueError(f"check id {id!r} does not match {ID_PATTERN.pattern}")
+    unknown = [r for r in requires if r not in FACT_NAMES]
+    if unknown:
+        raise ValueError(f"check {id}: requires unknown fact(s) {unknown}")
 
     def deco(func: CheckFunc) -> CheckFunc:
         spec = CheckSpec(
@@ -50,23 +62,45 @@ def specs_in(module: ModuleType) -> list[CheckSpec]:
     return out
 
 
-def all_checks() -> list[CheckSpec]:
-    """Every registered check, ordered by phase then id. Raises if two share an id."""
-    from checks import CHECK_MODULES
+@dataclass(frozen=True)
+class Registry:
+    """Every check of the modules it was built from, ordered by phase then id."""
 
-    seen: dict[str, CheckSpec] = {}
-    for mod in CHECK_MODULES:
-        for spec in specs_in(mod):
-            if spec.id in seen:
-                raise RuntimeError(f"duplicate check id {spec.id}")
-            seen[spec.id] = spec
-    order = {p: i for i, p in enumerate(PHASE_ORDER)}
-    return sorted(seen.values(), key=lambda s: (order[s.phase], s.id))
+    specs: tuple[CheckSpec, ...]
 
+    @classmethod
+    def from_modules(cls, modules: Iterable[ModuleType]) -> Registry:
+        """Collect the checks of ``modules``; raises if two share an id."""
+        seen: dict[str, CheckSpec] = {}
+        for mod in modules:
+            for spec in specs_in(mod):
+                if spec.id in seen:
+                    raise RuntimeError(f"duplicate check id {spec.id}")
+                seen[spec.id] = spec
+        order = {p: i for i, p in enumerate(PHASE_ORDER)}
+        return cls(tuple(sorted(seen.values(), key=lambda s: (order[s.phase], s.id))))
 
-def get(check_id: str) -> CheckSpec | None:
-    """Look one check up by id (case-insensitive)."""
-    for spec in all_checks():
-        if spec.id == check_id.upper():
-            return spec
-    return None
+    @property
+    def ids(self) -> list[str]:
+        """Every id, in run order."""
+        return [s.id for s in self.specs]
+
+    def get(self, check_id: str) -> CheckSpec | None:
+        """One check by id (case-insensitive)."""
+        want = check_id.strip().upper()
+        return next((s for s in self.specs if s.id == want), None)
+
+    def suggest(self, text: str) -> list[str]:
+        """Ids or domain prefixes close to ``text`` (for did-you-mean messages)."""
+        want = text.strip().upper()
+        pool = sorted({*self.ids, *(i.rstrip("0123456789") for i in self.ids)})
+        starts = [p for p in pool if p.startswith(want)] if want else []
+        return (starts or difflib.get_close_matches(want, pool, n=3, cutoff=0.6))[:5]
+
+    def check_selection(self, option: str, items: Sequence[str]) -> None:
+        """Every ``--select``/``--ignore`` item must be an id or the prefix of one; else a usage error."""
+        for item in items:
+            if not any(i.startswith(item) for i in self.ids):
+                close = self.suggest(item)
+                hint = f" (did you mean {', '.join(close)}?)" if close else " (see 'npu-preflight checks')"
+                raise UsageError(f"{option} {item!r} names no check{hint}")

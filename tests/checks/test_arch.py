@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
+from npu_preflight.model import Severity
 from tests.conftest import MINDIE_MC, check_folder, ids, only, problems
 from tests.factory import HF_FAMILIES, REMOTE_FAMILIES, fix_config
-from toolkit.model import Severity
 
 MC = MINDIE_MC
 

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from npu_preflight.model import Severity
 from tests.conftest import check_folder, ids, only, problems
 from tests.factory import fix_config
-from toolkit.model import Severity
 
 
 def test_clean_folder_has_no_cfg_findings(llama: Path) -> None:
@@ -62,7 +62,7 @@ def test_config_is_a_directory(llama: Path) -> None:
     (llama / "config.json").unlink()
     (llama / "config.json").mkdir()
     [f] = only(check_folder(llama), "CFG001")
-    assert f.details["kind"] == "unreadable"
+    assert f.details["kind"] == "not-regular" and "directory" in f.message
 
 
 def test_torch_dtype_missing(llama: Path) -> None:

@@ -10,13 +10,13 @@ from typing import Any
 
 import pytest
 
+from npu_preflight.cli import registry
+from npu_preflight.context import Context, RunOptions
+from npu_preflight.model import Severity
+from npu_preflight.policy import Policy
+from npu_preflight.probe import ProbeResult, classify_import_error
+from npu_preflight.runner import run
 from tests.conftest import REPO, check_folder, ids, only
-from toolkit.context import Context, RunOptions
-from toolkit.model import Severity
-from toolkit.policy import Policy
-from toolkit.probe import ProbeResult, classify_import_error
-from toolkit.registry import all_checks
-from toolkit.runner import run
 
 
 @pytest.mark.parametrize(
@@ -124,7 +124,7 @@ def _with_probe(folder: Path, data: dict[str, Any], device: str = "auto", failur
         env={},
     )
     ctx.__dict__["probe"] = ProbeResult(data, None, failure=failure)
-    return run(ctx, all_checks(), Policy())
+    return run(ctx, registry().specs, Policy())
 
 
 def test_version_mismatch_and_cann_matrix(llama: Path) -> None:
@@ -205,9 +205,9 @@ def _fake_python(tmp_path: Path, body: str) -> Path:
 def test_probe_timeout_kills_the_group(llama: Path, tmp_path: Path) -> None:
     pidfile = tmp_path / "grandchild.pid"
     fake = _fake_python(tmp_path, f"sleep 300 & echo $! > {pidfile}\nsleep 300")
-    from toolkit.probe import run_probe
+    from npu_preflight.probe import run_probe
 
-    res = run_probe(RunOptions(python=str(fake), probe_timeout=2), {})
+    res = run_probe(str(fake), {}, 2)
     assert res.failure and "timed out" in res.failure
     assert_dead(int(pidfile.read_text()))
 
@@ -246,7 +246,7 @@ def test_real_torch_npu_without_cann(llama: Path, torch_npu_target: Path, tmp_pa
         [
             sys.executable,
             "-m",
-            "toolkit",
+            "npu_preflight",
             "check",
             str(llama),
             "--no-init",
@@ -279,7 +279,7 @@ def test_real_torch_npu_without_cann(llama: Path, torch_npu_target: Path, tmp_pa
     # with auto-loading off, torch imports and torch_npu itself names the missing CANN library
     env2 = {**env, "PYTHONPATH": f"{REPO}:{torch_npu_target}", "TORCH_DEVICE_BACKEND_AUTOLOAD": "0"}
     proc = subprocess.run(
-        [sys.executable, "-m", "toolkit", "env", "--device", "npu", "--format", "json"],
+        [sys.executable, "-m", "npu_preflight", "env", "--device", "npu", "--format", "json"],
         capture_output=True,
         text=True,
         env=env2,

@@ -11,10 +11,10 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from npu_preflight.cli import main
+from npu_preflight.mconfig import ModelConfig, known_keys, validate
+from npu_preflight.model import Severity
 from tests.conftest import check_folder, ids, only
-from toolkit.cli import main
-from toolkit.mconfig import coerce, known_keys, validate
-from toolkit.model import Severity
 
 GOOD = {
     "backend_type": "atb",
@@ -237,7 +237,7 @@ configs = st.dictionaries(st.sampled_from([*known_keys(), "wrld_size", "x"]), va
 def test_random_model_configs_never_crash_and_name_paths(llama: Path, mc: dict[str, Any]) -> None:
     r = check_folder(llama, mc, env={"ASCEND_RT_VISIBLE_DEVICES": "0,1"}, select="MC,DIST,ENV")
     assert r.status_counts()["errored"] == 0, [c.reason for c in r.checks if c.status.value == "errored"]
-    violations = validate(coerce(mc))
+    violations = validate(ModelConfig.from_mapping(mc))
     reported = {f.location.key for f in only(r, "MC001")}
     assert reported == {v.path for v in violations}
     for v in violations:

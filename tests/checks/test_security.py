@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from npu_preflight.model import Severity
 from tests.conftest import check_folder, ids, only, problems
-from toolkit.model import Severity
 
 
 class Payload:

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from npu_preflight.model import Severity
 from tests.conftest import check_folder, ids, only, problems
 from tests.factory import fix_config
-from toolkit.model import Severity
 
 
 def test_clean(llama: Path) -> None:
@@ -137,7 +137,7 @@ def test_tokenizer_json_too_new_for_installed_tokenizers(llama: Path) -> None:
     """A model type the installed tokenizers does not know fails like a too-new tokenizer.json."""
     import os
 
-    from toolkit.context import RunOptions
+    from npu_preflight.context import RunOptions
 
     doc = json.loads((llama / "tokenizer.json").read_text())
     doc["model"]["type"] = "FutureModel"

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
+from npu_preflight.formats.index import INDEX_NAME
+from npu_preflight.model import Severity
 from tests.conftest import check_folder, ids, only, problems
-from toolkit.formats.index import INDEX_NAME
-from toolkit.model import Severity
 
 
 def test_clean_single_and_sharded(llama: Path, sharded: Path) -> None:

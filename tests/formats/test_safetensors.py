@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from toolkit.formats.safetensors import DTYPE_BITS, Header, SafetensorsError, parse_header_bytes, read_header
+from npu_preflight.formats.safetensors import DTYPE_BITS, Header, SafetensorsError, parse_header_bytes, read_header
 
 
 def make_file(header: dict[str, Any], data_len: int | None = None, *, pad: bool = True, extra: bytes = b"") -> bytes:

@@ -12,12 +12,12 @@ import pytest
 from click.testing import CliRunner
 from safetensors.numpy import save_file
 
-from reports import RENDERERS, github, html, junit, markdown
-from reports.diff import compare
+from npu_preflight.cli import main
+from npu_preflight.model import CheckRecord, Finding, Location, Report, Severity, Status
+from npu_preflight.reports import RENDERERS, RenderOptions, github, html, junit, markdown
+from npu_preflight.reports.diff import compare
 from tests.conftest import PYTHON, REPO, check_folder, cli_env, validate_report
 from tests.factory import fix_config
-from toolkit.cli import main
-from toolkit.model import CheckRecord, Finding, Location, Report, Severity, Status
 
 HOSTILE = "<img src=x onerror=alert(1)>"
 SNAPSHOTS = Path(__file__).resolve().parents[1] / "data" / "snapshots"
@@ -128,7 +128,7 @@ def test_junit_validates_against_xsd(llama: Path) -> None:
 
 
 def test_html_escapes_and_is_self_contained() -> None:
-    page = html.render(fixed_report(), docs={"CFG002": "doc </script><script>alert(2)</script>"})
+    page = html.render(fixed_report(), RenderOptions(docs={"CFG002": "doc </script><script>alert(2)</script>"}))
     assert HOSTILE not in page and "\\u003cimg src=x onerror=alert(1)\\u003e" in page
     assert "</script><script>alert(2)" not in page
     for ref in ("http://", "https://", 'src="//', "<link"):
@@ -288,7 +288,7 @@ def test_html_in_a_real_browser(hostile_folder: Path, tmp_path: Path) -> None:
 def test_cli_check_writes_html_and_junit(llama: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     p = subprocess.run(
-        [PYTHON, "-m", "toolkit", "check", str(llama), "--static", "--out", str(out)],
+        [PYTHON, "-m", "npu_preflight", "check", str(llama), "--static", "--out", str(out)],
         capture_output=True,
         text=True,
         env=cli_env(),

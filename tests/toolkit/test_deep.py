@@ -16,12 +16,12 @@ from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from npu_preflight.cli import main
+from npu_preflight.context import RunOptions
+from npu_preflight.deep import TensorStats
+from npu_preflight.model import Severity
 from tests.conftest import PYTHON, REPO, check_folder, cli_env, only
 from tests.factory import fix_config
-from toolkit.cli import main
-from toolkit.context import RunOptions
-from toolkit.deep import TensorStats
-from toolkit.model import Severity
 
 DEEP = RunOptions(static=True, deep=True)
 
@@ -197,7 +197,7 @@ def test_ctrl_c_leaves_no_partial_manifest(tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
     proc = subprocess.Popen(
-        [PYTHON, "-m", "toolkit", "manifest", str(big), "-o", str(out / "m.json"), "--workers", "1"],
+        [PYTHON, "-m", "npu_preflight", "manifest", str(big), "-o", str(out / "m.json"), "--workers", "1"],
         env=cli_env(),
         cwd=REPO,
         stdout=subprocess.PIPE,

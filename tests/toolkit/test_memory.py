@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 
+from npu_preflight.context import Context, RunOptions
+from npu_preflight.model import Severity
 from tests.conftest import MINDIE_MC, check_folder, only
 from tests.factory import build_sparse_llama
-from toolkit.context import Context, RunOptions
-from toolkit.model import Severity
 
 MC = MINDIE_MC
 

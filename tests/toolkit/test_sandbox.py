@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
+from npu_preflight.context import Context, RunOptions
+from npu_preflight.model import Severity
+from npu_preflight.sandbox import InitOutcome
+from npu_preflight.sandbox.classify import classify_text
+from npu_preflight.units import parse_size
 from tests.checks.test_environment import assert_dead
 from tests.conftest import MINDIE_MC, REPO, check_folder, only
-from toolkit.context import Context, RunOptions
-from toolkit.model import Severity
-from toolkit.sandbox import InitOutcome, run_init
-from toolkit.sandbox.classify import classify_text
-from toolkit.units import parse_size
 
 MC = {**MINDIE_MC, "max_seq_len": 256, "max_batch_size": 1}
 
@@ -23,7 +23,7 @@ MC = {**MINDIE_MC, "max_seq_len": 256, "max_batch_size": 1}
 def init(folder: Path, mc: dict[str, Any] | None = None, **opts: Any) -> InitOutcome:
     os.chdir(REPO)
     ctx = Context(folder, {**MC, **(mc or {})}, options=RunOptions(device="cpu", **opts), env=dict(os.environ))
-    return run_init(ctx)
+    return ctx.init_outcome
 
 
 @pytest.mark.slow
@@ -184,7 +184,7 @@ def test_full_check_reports_init_and_measured_peak(llama: Path, tmp_path: Path) 
         [
             sys.executable,
             "-m",
-            "toolkit",
+            "npu_preflight",
             "check",
             str(llama),
             "--device",

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from toolkit.formats.jsonload import JsonLoadError, load_file
+from npu_preflight.formats.jsonload import JsonLoadError, load_file
 
 INDEX_NAME = "model.safetensors.index.json"
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -29,6 +31,11 @@ class Index:
         return list(dict.fromkeys(self.weight_map.values()))
 
 
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:59] + "…"
+
+
 def read_index(path: Path) -> Index:
     """Parse an index file; any fault raises :class:`IndexFormatError` naming what is wrong."""
     try:
@@ -43,7 +50,7 @@ def read_index(path: Path) -> Index:
         raise IndexFormatError('"weight_map" is missing or not an object')
     bad = [k for k, v in wm.items() if not isinstance(v, str) or not v]
     if bad:
-        raise IndexFormatError(f'"weight_map" entry {bad[0]!r} does not name a shard file')
+        raise IndexFormatError(f'"weight_map" entry {_short(bad[0])} does not name a shard file')
     meta = doc.get("metadata")
     total: int | None = None
     if meta is not None:
@@ -51,7 +58,10 @@ def read_index(path: Path) -> Index:
             raise IndexFormatError('"metadata" is not an object')
         ts = meta.get("total_size")
         if ts is not None:
-            if isinstance(ts, bool) or not isinstance(ts, (int, float)) or ts < 0 or ts != int(ts):
-                raise IndexFormatError(f'"metadata.total_size" is {ts!r}, not a non-negative integer')
+            # Some writers emit a float (1.5e10); an integral finite one is accepted. 1e400 parses
+            # as inf and int(inf) raises, so finiteness is checked first.
+            ok = isinstance(ts, int) or (isinstance(ts, float) and math.isfinite(ts) and ts.is_integer())
+            if isinstance(ts, bool) or not ok or ts < 0:
+                raise IndexFormatError(f'"metadata.total_size" is {_short(ts)}, not a non-negative integer')
             total = int(ts)
     return Index(dict(wm), total, tuple(loaded.duplicates))

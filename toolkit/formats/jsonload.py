@@ -9,11 +9,13 @@ silently keep the last of duplicate keys. This wrapper turns each of those into 
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from npu_preflight.formats.files import FileReadError
+from npu_preflight.formats.files import read_regular as _read_regular
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
@@ -117,13 +119,15 @@ def load_file(
     max_depth: int = DEFAULT_MAX_DEPTH,
     track_duplicates: bool = True,
 ) -> Loaded:
-    """Read and parse a file; OS errors and oversize files become :class:`JsonLoadError` too."""
-    try:
-        size = os.stat(path).st_size
-        if size > max_bytes:
-            raise JsonLoadError("too-large", f"{size:,} bytes exceeds the {max_bytes:,}-byte limit")
-        with open(path, "rb") as fh:
-            data = fh.read(max_bytes + 1)
-    except OSError as exc:
-        raise JsonLoadError("unreadable", exc.strerror or str(exc)) from None
+    """Read and parse a regular file; OS errors, FIFOs and devices, and oversize files become
+    :class:`JsonLoadError` too."""
+    data = read_regular(path, max_bytes)
     return loads(data, max_bytes=max_bytes, max_depth=max_depth, track_duplicates=track_duplicates)
+
+
+def read_regular(path: Path, max_bytes: int) -> bytes:
+    """A regular file's bytes within ``max_bytes``; anything else raises :class:`JsonLoadError`."""
+    try:
+        return _read_regular(path, max_bytes)
+    except FileReadError as exc:
+        raise JsonLoadError(exc.kind, exc.message) from None

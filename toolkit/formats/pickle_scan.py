@@ -16,7 +16,7 @@ import pickletools
 import struct
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -274,3 +274,25 @@ def scan_bytes(data: Buffer, name: str, depth: int = 0, fileobj: BinaryIO | None
     if looks_like_pickle(data[:64]):
         return ScanResult("pickle", _raw_pickles(bytes(data[:MAX_MEMBER_BYTES]), name))
     return ScanResult("none")
+
+
+def _sniff(path: Path) -> bool:
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError:
+        return False
+    return head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or looks_like_pickle(head)
+
+
+def scan_candidates(files: Iterable[tuple[Path, str]]) -> dict[str, ScanResult]:
+    """Scan every file (path, name) that a loader could unpickle."""
+    out: dict[str, ScanResult] = {}
+    for path, rel in files:
+        if rel.endswith(".safetensors") or not _sniff(path):
+            continue
+        try:
+            out[rel] = scan_file(path, rel)
+        except (OSError, ValueError) as exc:
+            out[rel] = ScanResult("none", notes=[f"unreadable: {exc}"])
+    return out

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.formats.jsonload import JsonLoadError, loads
+from npu_preflight.formats.jsonload import JsonLoadError, loads
 
 MAX_HEADER_BYTES = 100_000_000
 U64_MAX = 2**64 - 1

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from toolkit.formats.jsonload import JsonLoadError, load_file
+from npu_preflight.formats.jsonload import JsonLoadError, load_file
 
 MAX_TOKENIZER_BYTES = 512 * 1024 * 1024
 
@@ -54,7 +54,10 @@ def read_tokenizer_json(path: Path) -> TokenizerInfo:
     else:
         raise TokenizerFormatError('"model.vocab" is missing')
     added: dict[str, int] = {}
-    for item in doc.get("added_tokens") or []:
+    raw_added = doc.get("added_tokens")
+    if raw_added is not None and not isinstance(raw_added, list):
+        raise TokenizerFormatError(f'"added_tokens" is a JSON {type(raw_added).__name__}, not a list')
+    for item in raw_added or []:
         if isinstance(item, dict) and isinstance(item.get("content"), str) and isinstance(item.get("id"), int):
             added[item["content"]] = item["id"]
     ids = list(token_to_id.values()) + list(added.values())

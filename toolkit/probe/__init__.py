@@ -2,28 +2,27 @@
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Literal
 
-from toolkit.proc import ProcOutcome, run_isolated, tail
-
-if TYPE_CHECKING:
-    from toolkit.context import RunOptions
+from npu_preflight.proc import ProcOutcome, run_isolated, tail
 
 SCRIPT = Path(__file__).with_name("probe_script.py")
+
+
+ImportFailureKind = Literal["cann-missing", "autoload-failure", "abi-mismatch", "torch-missing", "other"]
 
 
 @dataclass(frozen=True)
 class ImportFailure:
     """A classified import failure: what kind, the missing library, the explanation and the fix."""
 
-    kind: str  # cann-missing | autoload-failure | abi-mismatch | torch-missing | other
+    kind: ImportFailureKind
     message: str
     library: str | None
     explanation: str
@@ -107,6 +106,13 @@ class ProbeResult:
         return self.data.get("packages") or {}
 
     @property
+    def soc_version(self) -> int | None:
+        """The NPU's SoC version, when torch_npu reported one."""
+        npu = self.data.get("npu")
+        v = npu.get("soc_version") if isinstance(npu, Mapping) else None
+        return v if isinstance(v, int) and not isinstance(v, bool) else None
+
+    @property
     def npu_count(self) -> int | None:
         """torch.npu.device_count(), when torch_npu loaded."""
         npu = self.data.get("npu")
@@ -151,9 +157,12 @@ class ProbeResult:
         return out
 
 
-def run_probe(options: RunOptions, env: Mapping[str, str], tokenizer_json: Path | None = None) -> ProbeResult:
-    """Run the probe under ``options.python`` with the user's environment; never raises."""
-    python = options.python or sys.executable
+def run_probe(
+    python: str | None, env: Mapping[str, str], timeout: float, tokenizer_json: Path | None = None
+) -> ProbeResult:
+    """Run the probe under ``python`` (default: this interpreter) with the user's environment; never
+    raises for anything the child does."""
+    python = python or sys.executable
     with tempfile.TemporaryDirectory(prefix="preflight-probe-") as tmp:
         t = Path(tmp)
         out = t / "probe.json"
@@ -162,18 +171,46 @@ def run_probe(options: RunOptions, env: Mapping[str, str], tokenizer_json: Path 
         child_env.setdefault("HF_HUB_OFFLINE", "1")
         child_env.setdefault("TRANSFORMERS_OFFLINE", "1")
         try:
-            outcome = run_isolated(
-                cmd, env=child_env, timeout=options.probe_timeout, stdout_path=t / "out", stderr_path=t / "err"
-            )
+            outcome = run_isolated(cmd, env=child_env, timeout=timeout, stdout_path=t / "out", stderr_path=t / "err")
         except OSError as exc:
             return ProbeResult({}, None, failure=f"cannot start {python}: {exc.strerror or exc}", python=python)
         err_tail = tail(t / "err", 4000)
         if outcome.timed_out:
-            return ProbeResult({}, outcome, err_tail, f"timed out after {options.probe_timeout:.0f}s", python)
+            return ProbeResult({}, outcome, err_tail, f"timed out after {timeout:.0f}s", python)
         if outcome.signal is not None:
             return ProbeResult({}, outcome, err_tail, f"crashed with {outcome.signal_name}", python)
-        try:
-            data = json.loads(out.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return ProbeResult({}, outcome, err_tail, f"exited {outcome.returncode} without a result", python)
+        data, why = read_probe_result(out)
+        if data is None:
+            return ProbeResult({}, outcome, err_tail, f"exited {outcome.returncode} {why}", python)
         return ProbeResult(data, outcome, err_tail, None, python)
+
+
+MAX_PROBE_BYTES = 4 * 1024 * 1024
+
+
+def read_probe_result(path: Path) -> tuple[dict[str, Any] | None, str]:
+    """The probe's JSON, validated to the shape the checks read (a child can write anything)."""
+    from npu_preflight.formats.jsonload import JsonLoadError, load_file
+
+    try:
+        doc = load_file(path, max_bytes=MAX_PROBE_BYTES, max_depth=16).value
+    except JsonLoadError as exc:
+        return None, f"without a usable result ({exc.message})"
+    if not isinstance(doc, dict):
+        return None, f"with a result that is a JSON {type(doc).__name__}, not an object"
+    clean: dict[str, Any] = {}
+    for key, value in doc.items():
+        if key in ("host", "packages", "cann", "torch", "transformers", "cuda", "npu", "tokenizer", "errors", "steps"):
+            if value is not None and not isinstance(value, dict):
+                return None, f"with a malformed result ({key!r} is a JSON {type(value).__name__})"
+        clean[key] = value
+    packages = clean.get("packages") or {}
+    clean["packages"] = {str(k): str(v) for k, v in packages.items() if isinstance(v, (str, int, float))}
+    errors = clean.get("errors") or {}
+    clean["errors"] = {str(k): v for k, v in errors.items() if isinstance(v, dict)}
+    for kind in ("cuda", "npu"):
+        sec = clean.get(kind)
+        if isinstance(sec, dict):
+            devs = sec.get("devices")
+            sec["devices"] = [d for d in devs if isinstance(d, dict)] if isinstance(devs, list) else []
+    return clean, ""

@@ -10,28 +10,56 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from toolkit.errors import Unavailable
-from toolkit.generators import BUILTIN, GENERATORS_DIR
-from toolkit.proc import ProcOutcome, run_isolated, tail
-from toolkit.sandbox.classify import Classified, classify
+from npu_preflight.generators import GENERATORS_DIR
+from npu_preflight.model import DeviceChoice, DeviceKind
+from npu_preflight.proc import ProcOutcome, run_isolated, tail
+from npu_preflight.sandbox.classify import Classified, classify
 
 if TYPE_CHECKING:
-    from toolkit.context import Context
+    from npu_preflight.probe import ProbeResult
 
 CHILD = Path(__file__).with_name("child.py")
-ProgressFn = Callable[[dict[str, Any]], None]
-_progress: ProgressFn | None = None
+EventFn = Callable[[Mapping[str, Any]], None]
 
 
-def set_progress(fn: ProgressFn | None) -> None:
-    """Install a callback that receives the child's progress events (the CLI's tty display)."""
-    global _progress
-    _progress = fn
+@dataclass(frozen=True)
+class InitRequest:
+    """Everything the sandboxed init needs, as plain values."""
+
+    weights_dir: Path
+    model_config: Mapping[str, Any]
+    device: DeviceKind
+    dtype: str
+    generator: str = "transformers"
+    python: str | None = None
+    timeout: float = 600.0
+    memory_limit: int | None = None
+    trust_remote_code: bool = False
+    kv: Mapping[str, int] | None = None
+    weights_bytes: int = 0
+    env: Mapping[str, str] = field(default_factory=dict)
+    extra_sys_path: tuple[str, ...] = ()
+    on_event: EventFn | None = None
+
+    def child_request(self) -> dict[str, Any]:
+        """The JSON the child reads."""
+        return {
+            "weights_dir": str(self.weights_dir),
+            "model_config": dict(self.model_config),
+            "device": self.device,
+            "dtype": self.dtype,
+            "generator": self.generator,
+            "generators_dir": str(GENERATORS_DIR),
+            "extra_sys_path": list(self.extra_sys_path),
+            "trust_remote_code": self.trust_remote_code,
+            "kv": dict(self.kv) if self.kv else None,
+            "weights_bytes": self.weights_bytes,
+        }
 
 
 @dataclass(frozen=True)
@@ -112,71 +140,35 @@ class InitOutcome:
         }
 
 
-def choose_device(ctx: Context) -> str:
+def choose_device(option: DeviceChoice, probe: ProbeResult | None) -> DeviceKind:
     """The device the init runs on: ``--device``, or for ``auto`` what the probe found."""
-    if ctx.options.device != "auto":
-        return ctx.options.device
-    if ctx.availability("probe") is None:
-        if ctx.probe.npu_devices:
+    if option != "auto":
+        return option
+    if probe is not None and not probe.failure:
+        if probe.npu_devices:
             return "npu"
-        if ctx.probe.cuda_devices:
+        if probe.cuda_devices:
             return "cuda"
     return "cpu"
 
 
-def build_request(ctx: Context, device: str) -> dict[str, Any]:
-    """Everything the child needs, as plain JSON."""
-    mc = dict(ctx.model_config_effective) if ctx.model_config is not None else {}
-    mc.pop("_mindie_service", None)
-    plan = ctx.plan
-    kv = None
-    if plan.kv is not None:
-        k = plan.kv
-        kv = {
-            "blocks": k.blocks,
-            "block_size": k.block_size,
-            "kv_heads_per_rank": k.kv_heads_per_rank,
-            "head_dim": k.head_dim,
-            "layers": k.layers,
-            "tensors_per_layer": k.tensors_per_layer,
-            "seq_len": k.seq_len,
-        }
-    return {
-        "weights_dir": str(ctx.weights_dir),
-        "model_config": mc,
-        "device": device,
-        "dtype": ctx.declared_dtype,
-        "generator": ctx.options.generator,
-        "generators_dir": str(GENERATORS_DIR),
-        "extra_sys_path": [str(Path.cwd())],
-        "trust_remote_code": ctx.trust_remote_code,
-        "kv": kv,
-        "weights_bytes": plan.weights_bytes,
-    }
-
-
-def run_init(ctx: Context) -> InitOutcome:
+def run_init(req: InitRequest) -> InitOutcome:
     """Run the init in the sandbox and classify the outcome."""
-    opts = ctx.options
-    gen = opts.generator
-    if gen not in BUILTIN and ":" not in gen:
-        raise Unavailable(f"--generator {gen!r} is neither {', '.join(BUILTIN)} nor package.module:factory")
-    if not ctx.declared_dtype:
-        raise Unavailable("config.json declares no dtype (see CFG002)")
-    device = choose_device(ctx)
-    python = opts.python or sys.executable
+    gen, device = req.generator, req.device
+    python = req.python or sys.executable
     with tempfile.TemporaryDirectory(prefix="preflight-init-") as tmp:
         t = Path(tmp)
-        req, res, ev = t / "request.json", t / "result.json", t / "events.jsonl"
-        req.write_text(json.dumps(build_request(ctx, device), default=str), encoding="utf-8")
+        reqf, res, ev = t / "request.json", t / "result.json", t / "events.jsonl"
+        reqf.write_text(json.dumps(req.child_request(), default=str), encoding="utf-8")
         ev.touch()
-        env = dict(ctx.env)
+        env = dict(req.env)
         env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         seen = [0]
+        on_event = req.on_event
 
         def poll() -> None:
-            if _progress is None:
+            if on_event is None:
                 return
             try:
                 with open(ev, encoding="utf-8") as fh:
@@ -187,23 +179,25 @@ def run_init(ctx: Context) -> InitOutcome:
                 return
             for line in chunk.splitlines():
                 try:
-                    _progress(json.loads(line))
+                    event = json.loads(line)
                 except ValueError:
                     continue
+                if isinstance(event, dict):
+                    on_event(event)
 
         try:
             proc = run_isolated(
-                [python, str(CHILD), str(req), str(res), str(ev)],
+                [python, str(CHILD), str(reqf), str(res), str(ev)],
                 env=env,
-                timeout=opts.timeout,
+                timeout=req.timeout,
                 stdout_path=t / "stdout",
                 stderr_path=t / "stderr",
-                memory_limit=opts.memory_limit,
+                memory_limit=req.memory_limit,
                 on_poll=poll,
             )
         except OSError as exc:
             c = Classified("error", f"cannot start {python}: {exc.strerror or exc}")
-            return InitOutcome(c, gen, device, None, None, memory_limit=opts.memory_limit, timeout=opts.timeout)
+            return InitOutcome(c, gen, device, None, None, memory_limit=req.memory_limit, timeout=req.timeout)
         result = None
         try:
             result = json.loads(res.read_text(encoding="utf-8"))
@@ -223,7 +217,7 @@ def run_init(ctx: Context) -> InitOutcome:
         sig=proc.signal,
         timed_out=proc.timed_out,
         stderr=err_tail + "\n" + out_tail,
-        memory_limit=opts.memory_limit,
+        memory_limit=req.memory_limit,
         peak_rss=proc.peak_rss_bytes,
     )
-    return InitOutcome(c, gen, device, proc, result, events, err_tail, opts.memory_limit, opts.timeout)
+    return InitOutcome(c, gen, device, proc, result, events, err_tail, req.memory_limit, req.timeout)

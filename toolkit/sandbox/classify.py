@@ -5,9 +5,9 @@ from __future__ import annotations
 import re
 import signal
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from toolkit.probe import classify_import_error
+from npu_preflight.probe import classify_import_error
 
 _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
 DEVICE_OOM = re.compile(r"(NPU|CUDA|XPU|MPS) out of memory\. Tried to allocate ([\d.]+) ?([KMGT]i?B|B)")
@@ -19,12 +19,27 @@ DTYPE = re.compile(r"unsupported type: ?(\S*)|`torch_dtype` is only supported fo
 OOM_HINTS = ("Cannot allocate memory", "std::bad_alloc", "MemoryError", "out of memory")
 
 
+Outcome = Literal[
+    "ok",
+    "oom-device",
+    "oom-host",
+    "timeout",
+    "import-error",
+    "unsupported-dtype",
+    "crash",
+    "error",
+    "unavailable",
+    "interrupted",
+    "tampered",
+]
+
+
 @dataclass(frozen=True)
 class Classified:
     """An outcome: ``ok``, ``oom-device``, ``oom-host``, ``timeout``, ``import-error``,
     ``unsupported-dtype``, ``crash``, ``error`` or ``unavailable``."""
 
-    outcome: str
+    outcome: Outcome
     summary: str
     requested_bytes: int | None = None
     library: str | None = None

@@ -1,0 +1,15 @@
+"""What a renderer may be told besides the report."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class RenderOptions:
+    """Colour (terminal), the explain text of every check (HTML, SARIF), the terminal width."""
+
+    color: bool = False
+    docs: Mapping[str, str] = field(default_factory=dict)
+    width: int | None = None
