@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest bench browser clean
+.PHONY: setup demo test lint typecheck pytest bench browser clean fuzz
 
 setup: $(STAMP)
 
@@ -45,6 +45,10 @@ pytest: setup browser
 	$(BIN)/pytest -n 2 -q
 
 test: lint typecheck pytest
+
+# The property tests of every parser of untrusted bytes, long and random (make test runs them derandomized).
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/pytest -n 2 -q -m property -p no:cacheprovider
 
 bench: setup
 	$(BIN)/python -m bench.run_all

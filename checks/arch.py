@@ -5,10 +5,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from npu_preflight.arch import FAMILIES, GENERIC, expected_attention, expected_layer, family_for, shape_matches
+from npu_preflight.arch import (
+    FAMILIES,
+    GENERIC,
+    expected_attention,
+    expected_layer,
+    expert_limit,
+    family_for,
+    implausible,
+    shape_matches,
+)
 from npu_preflight.context import Context
 from npu_preflight.model import Hit, Location, Severity
 from npu_preflight.registry import check
+from npu_preflight.safetext import short_repr
 
 _MAX = 20
 #: dtypes whose stored shape is the logical shape (packed int4 in I32/U8 is not shape-checked).
@@ -65,6 +75,11 @@ def layers_present(ctx: Context) -> Iterator[Hit]:
     fam, d = ctx.architecture
     cfg = ctx.text_config
     names = frozenset(ctx.tensors)
+    experts = expert_limit(names)
+    present = {int(m.group(1)) for n in names if (m := _LAYER.search(n))}
+    # Layers are walked only as far as the stored ones (plus a few): a config.json that declares
+    # 100,000,000 layers gets one finding for the missing range, not a hundred million loops.
+    walk = min(d.layers, (max(present) + 1 if present else 0) + _MAX)
     for required in (fam.embed, fam.final_norm):
         if required not in names:
             yield Hit(
@@ -73,8 +88,8 @@ def layers_present(ctx: Context) -> Iterator[Hit]:
                 Location(tensor=required),
             )
     hits = 0
-    for i in range(d.layers):
-        exp = expected_layer(fam, d, cfg, i, names)
+    for i in range(walk):
+        exp = expected_layer(fam, d, cfg, i, names, experts)
         missing = [n for n in exp if n not in names]
         if not missing:
             continue
@@ -97,7 +112,14 @@ def layers_present(ctx: Context) -> Iterator[Hit]:
             )
     if hits > _MAX:
         yield Hit(f"{hits - _MAX} more incomplete layers not listed", "See the layers above.", Location())
-    present = {int(m.group(1)) for n in names if (m := _LAYER.search(n))}
+    if d.layers > walk:
+        yield Hit(
+            f"layers {walk:,}–{d.layers - 1:,} are missing entirely ({d.layers - walk:,} more of the {d.layers:,} "
+            "config.json declares; the weights stop long before)",
+            "Use the config.json that belongs to these weights (num_hidden_layers), or download the missing shards.",
+            Location(key="config.json:num_hidden_layers"),
+            {"first_missing": walk, "declared": d.layers},
+        )
     extra = sorted(i for i in present if i >= d.layers + d.extra_layers)
     if extra:
         yield Hit(
@@ -115,10 +137,12 @@ def _shape_hits(ctx: Context, attention: bool) -> Iterator[Hit]:
     cfg = ctx.text_config
     names = frozenset(ctx.tensors)
     attn_keys = set(expected_attention(fam, d, cfg))
+    experts = expert_limit(names)
+    present = sorted({int(m.group(1)) for n in names if (m := _LAYER.search(n))})
     n = 0
-    for i in range(d.layers):
+    for i in (i for i in present if i < d.layers):  # only stored layers have shapes to compare
         prefix = fam.layer_prefix.format(i=i)
-        for name, shape in expected_layer(fam, d, cfg, i, names).items():
+        for name, shape in expected_layer(fam, d, cfg, i, names, experts).items():
             if (name[len(prefix) :] in attn_keys) != attention:
                 continue
             t = ctx.tensors.get(name)
@@ -243,6 +267,17 @@ def architecture_known(ctx: Context) -> Iterator[Hit]:
     """
     cfg = ctx.text_config
     fam = family_for(cfg, set(ctx.tensors))
+    bad = implausible(cfg)
+    if bad:
+        yield Hit(
+            "config.json gives implausible dimensions: "
+            + ", ".join(f"{k} = {short_repr(cfg[k], 40)}" for k in bad)
+            + " (not a positive integer below 2**31); they are treated as missing",
+            "Restore the dimensions from the original config.json.",
+            Location(file="config.json", key=f"config.json:{bad[0]}"),
+            {"keys": bad},
+            severity=Severity.ERROR,
+        )
     if fam is None:
         yield Hit(
             f"architecture {cfg.get('model_type')!r} is not one the structural checks know; structural checks "

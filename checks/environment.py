@@ -14,6 +14,7 @@ from npu_preflight.envvars import parse_float, parse_visible_devices
 from npu_preflight.errors import Unavailable
 from npu_preflight.model import Hit, Location, Phase, Severity
 from npu_preflight.registry import check
+from npu_preflight.safetext import short_repr
 
 if TYPE_CHECKING:
     from npu_preflight.probe import ProbeResult
@@ -33,9 +34,10 @@ def visible_devices(ctx: Context) -> Iterator[Hit]:
     if raw is None:
         return
     parsed = parse_visible_devices(raw)
+    shown = short_repr(raw, 60)
     for p in parsed.problems:
         yield Hit(
-            f"ASCEND_RT_VISIBLE_DEVICES={raw!r}: {p}",
+            f"ASCEND_RT_VISIBLE_DEVICES={shown}: {p}",
             "Use ascending, distinct, comma-separated physical device ids, e.g. 0,1,2,3.",
             Location(env="ASCEND_RT_VISIBLE_DEVICES"),
             {"value": raw},

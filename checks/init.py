@@ -68,7 +68,7 @@ def init_ok(ctx: Context) -> Iterator[Hit]:
             severity=Severity.INFO,
         )
         return
-    stage = (o.result or {}).get("stage") or o.last_stage
+    stage = o.stage
     yield Hit(
         f"the {o.generator} init on {o.device} failed ({c.outcome}) in stage {stage!r}: {c.summary}",
         _advice(ctx, o),
@@ -116,3 +116,33 @@ def measured_vs_plan(ctx: Context) -> Iterator[Hit]:
         {"measured": peak, "predicted": predicted, "error_pct": round(err * 100, 2)},
         severity=sev,
     )
+
+
+@check(
+    "INIT003",
+    "the init left the weights folder untouched",
+    Severity.ERROR,
+    phase=Phase.INIT,
+    requires=("init_outcome",),
+)
+def weights_untouched(ctx: Context) -> Iterator[Hit]:
+    """The weights folder must be read-only to the init: a generator (or remote code, or a hostile
+    factory) that writes into it changes what the next deployment loads. As root the init sees the
+    folder through a read-only bind mount; in every case the folder is fingerprinted before and after
+    (every entry's size, mtime, inode, mode, and the sha256 of files up to 16 MiB), and any
+    difference is reported here by name.
+
+    Bad: the init appends to ``config.json`` or drops a ``cache.bin`` into the folder.
+    Good: nothing in the folder changes.
+    Fix: find what writes there (remote code, a conversion step) and point it elsewhere; restore the files.
+    """
+    o = ctx.init_outcome
+    if o.weights_changes:
+        shown = list(o.weights_changes[:10])
+        more = len(o.weights_changes) - len(shown)
+        yield Hit(
+            f"the init changed the weights folder: {'; '.join(shown)}" + (f"; and {more} more" if more else ""),
+            "Find what writes into the folder during the init and stop it; restore the changed files from the release.",
+            Location(file=shown[0].split(":")[0]),
+            {"changes": list(o.weights_changes[:50]), "total": len(o.weights_changes)},
+        )

@@ -17,15 +17,18 @@ _CROSS_REPO = re.compile(r"^[\w.\-]+/[\w.\-]+--")
 _CONFIG_LIKE = (".json", ".jinja", ".model", ".txt", ".py", ".tiktoken")
 
 
-@check("SEC001", "pickles hold only the globals a tensor checkpoint needs", Severity.ERROR)
+@check("SEC001", "every pickle holds only what a tensor checkpoint needs", Severity.ERROR)
 def pickle_globals(ctx: Context) -> Iterator[Hit]:
-    """Loading a pickle (``pytorch_model.bin``, ``.pt``, ``.pth``, ``.ckpt``, ``.pkl``) runs whatever
-    its GLOBAL/REDUCE opcodes name. A checkpoint needs only torch's ``_rebuild_*`` helpers, storages,
-    dtypes and ``OrderedDict``; anything else (``os.system``, ``builtins.eval``, ``subprocess.Popen``,
-    a nested ``pickle.loads``) is a payload. Files are read at opcode level and never unpickled; zip
-    members are scanned whatever their name, even with tampered flags or CRCs.
+    """Loading a pickle (``pytorch_model.bin``, ``.pt``, ``.pth``, ``.ckpt``, ``.pkl``, ``.npy``
+    object arrays …) runs whatever its opcodes name. Every such file — by name, by the
+    ``pytorch_model.bin.index.json`` that sends ``torch.load`` to it, or by its first bytes — is
+    decoded to the end by a simulation of the unpickler (never unpickled): every global it resolves
+    must be one a checkpoint needs (torch's ``_rebuild_*`` helpers, storages, dtypes,
+    ``OrderedDict``); calling anything else, or a stream that cannot be decoded to its ``STOP``, is
+    an error. Zip members are scanned whatever their name, from their local headers, so tampered
+    flags, CRCs and hidden members do not hide a payload.
 
-    Bad: ``archive/data.pkl`` containing ``GLOBAL 'os system'``.
+    Bad: ``archive/data.pkl`` resolving ``os.system``; a protocol-0 stream ``(S'touch x'\nios\nsystem\n.``.
     Good: only ``torch._utils._rebuild_tensor_v2``, ``torch.BFloat16Storage``, ``collections.OrderedDict``.
     Fix: do not load the file; get safetensors weights from a trusted source.
     """
@@ -33,26 +36,36 @@ def pickle_globals(ctx: Context) -> Iterator[Hit]:
         for rep in res.pickles:
             for mod, name in rep.unsafe:
                 yield Hit(
-                    f"{rep.member}: pickle imports {mod}.{name}, which a tensor checkpoint never needs — loading "
+                    f"{rep.member}: the pickle imports {mod}.{name}, which a tensor checkpoint never needs — loading "
                     "this file would run it",
                     "Do not load this file (not even with torch.load); use safetensors weights from a trusted source.",
                     Location(file=rel, key=rep.member),
                     {"global": f"{mod}.{name}", "member": rep.member},
                 )
-            if rep.error:
+            for call in dict.fromkeys(rep.calls):
                 yield Hit(
-                    f"{rep.member}: the pickle stream is malformed ({rep.error}); globals before the break were checked",
-                    "Treat the file as suspicious; re-download it or use safetensors.",
+                    f"{rep.member}: {call} — loading this file would run code no tensor checkpoint needs",
+                    "Do not load this file; use safetensors weights from a trusted source.",
                     Location(file=rel, key=rep.member),
-                    {"error": rep.error},
-                    severity=Severity.WARNING,
+                    {"pattern": call, "member": rep.member},
+                )
+            if rep.error and rep.required:
+                yield Hit(
+                    f"{rep.member}: the pickle cannot be shown safe: it cannot be decoded to its end ({rep.error}); "
+                    "an unpickler would run whatever comes before the break",
+                    "Do not load this file; re-download it from a trusted source, or use safetensors.",
+                    Location(file=rel, key=rep.member),
+                    {"error": rep.error, "member": rep.member},
                 )
         for note in res.notes:
+            unreadable = note.startswith("unreadable")
             yield Hit(
-                f"{rel}: {note}",
-                "Treat the archive as suspicious: regular torch checkpoints do not look like this.",
+                f"{rel}: {note}" + (" — it cannot be shown safe" if unreadable else ""),
+                "Make the file readable and check again."
+                if unreadable
+                else "Treat the file as suspicious: regular torch checkpoints do not look like this.",
                 Location(file=rel),
-                severity=Severity.WARNING,
+                severity=Severity.ERROR if unreadable else Severity.WARNING,
             )
 
 
@@ -175,9 +188,9 @@ def symlinks(ctx: Context) -> Iterator[Hit]:
 
 def _readable(path: Path) -> bool:
     """Whether this process (its effective user) can open the file — tried, not inferred."""
-    try:
-        with open(path, "rb"):
-            return True
+    try:  # O_NONBLOCK: opening a FIFO for reading must not wait for a writer
+        os.close(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+        return True
     except OSError:
         return False
 
@@ -283,3 +296,47 @@ def mindie_file_rules(ctx: Context) -> Iterator[Hit]:
                 "Move unrelated files out.",
                 Location(file=d),
             )
+
+
+#: Names a loader opens: a FIFO or a device under one of these hangs or misleads it.
+_LOADED_SUFFIXES = (".safetensors", ".json", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".model", ".jinja", ".txt")
+
+
+@check("SEC007", "only regular files, folders and links in the folder", Severity.ERROR)
+def special_files(ctx: Context) -> Iterator[Hit]:
+    """A FIFO, device or socket in a weights folder is never a model file. Opened by a loader, a FIFO
+    blocks until someone writes to it (the service hangs at start-up, forever) and ``/dev/zero``
+    never ends; the tool itself opens only regular files, so these are reported instead of read.
+
+    Bad: ``model.safetensors.index.json`` as a named pipe (``mkfifo``).
+    Good: regular files.
+    Fix: replace it with the real file.
+    """
+    from npu_preflight.formats.files import file_kind
+
+    for e in ctx.listing.entries:
+        if e.is_file or e.is_dir or e.is_link:
+            continue
+        loaded = e.top_level and e.rel.endswith(_LOADED_SUFFIXES)
+        yield Hit(
+            f"{e.rel} is {file_kind(e.mode)}, not a regular file"
+            + ("; a loader that opens it would hang or read garbage" if loaded else ""),
+            f"Replace {e.rel} with the real file, or remove it.",
+            Location(file=e.rel),
+            {"mode": oct(e.mode)},
+            severity=Severity.ERROR if loaded else Severity.WARNING,
+        )
+    for e in ctx.listing.entries:
+        if e.is_link and e.top_level and e.rel.endswith(_LOADED_SUFFIXES):
+            try:
+                st = os.stat(ctx.path(e.rel))
+            except OSError:
+                continue
+            if not stat.S_ISREG(st.st_mode) and not stat.S_ISDIR(st.st_mode):
+                yield Hit(
+                    f"{e.rel} is a link to {file_kind(st.st_mode)} ({e.link_target}); a loader that opens it would "
+                    "hang or read garbage",
+                    f"Replace {e.rel} with the real file.",
+                    Location(file=e.rel),
+                    {"target": e.link_target},
+                )

@@ -7,10 +7,12 @@ from typing import Any
 
 from npu_preflight.context import Context
 from npu_preflight.errors import Unavailable
+from npu_preflight.formats.files import FileReadError, read_regular
 from npu_preflight.formats.tokenizer import TokenizerFormatError, token_text
 from npu_preflight.model import Hit, Location, Phase, Severity
 from npu_preflight.registry import check
 
+MAX_TEMPLATE_BYTES = 1024 * 1024
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer.model",
@@ -102,6 +104,12 @@ def vocab_fits_embedding(ctx: Context) -> Iterator[Hit]:
         )
 
 
+def _show(ids: set[int] | list[int]) -> str:
+    """At most ten ids, for messages."""
+    items = sorted(ids)
+    return "[" + ", ".join(map(str, items[:10])) + (f", … {len(items) - 10} more]" if len(items) > 10 else "]")
+
+
 def _ids(value: Any) -> list[int]:
     if isinstance(value, bool):
         return []
@@ -145,7 +153,7 @@ def special_tokens(ctx: Context) -> Iterator[Hit]:
             a, b = set(_ids(cfg.get(key))), set(_ids(gen.get(key)))
             if a and b and not (a <= b or b <= a):
                 yield Hit(
-                    f"config.json {key} {sorted(a)} and generation_config.json {key} {sorted(b)} disagree",
+                    f"config.json {key} {_show(a)} and generation_config.json {key} {_show(b)} disagree",
                     "Make them agree (generation_config.json is what generation uses).",
                     Location(file="generation_config.json", key=f"generation_config.json:{key}"),
                     severity=Severity.WARNING,
@@ -174,10 +182,10 @@ def special_tokens(ctx: Context) -> Iterator[Hit]:
         elif key == "eos_token" and expected and tid not in expected:
             yield Hit(
                 f"tokenizer_config.json eos_token {text!r} is id {tid}, but config/generation_config eos_token_id is "
-                f"{sorted(expected)}: generation would not stop on the tokenizer's end token",
+                f"{_show(expected)}: generation would not stop on the tokenizer's end token",
                 f"Add {tid} to eos_token_id in generation_config.json (it may be a list).",
                 Location(file="generation_config.json", key="generation_config.json:eos_token_id"),
-                {"token": text, "id": tid, "eos_token_id": sorted(expected)},
+                {"token": text, "id": tid, "eos_token_id": sorted(expected)[:50]},
                 severity=Severity.WARNING,
             )
 
@@ -227,9 +235,11 @@ def chat_templates(ctx: Context) -> dict[str, str]:
         for item in t:
             if isinstance(item, dict) and isinstance(item.get("template"), str):
                 out[str(item.get("name", "default"))] = item["template"]
-    jinja = ctx.path("chat_template.jinja")
-    if jinja.is_file() and jinja.stat().st_size < 10 * 1024 * 1024:
-        out.setdefault("default", jinja.read_text(encoding="utf-8", errors="replace"))
+    try:
+        raw = read_regular(ctx.path("chat_template.jinja"), MAX_TEMPLATE_BYTES)
+        out.setdefault("default", raw.decode("utf-8", errors="replace"))
+    except FileReadError:
+        pass
     try:
         cj = ctx.json_object("chat_template.json")
         if isinstance(cj.get("chat_template"), str):
@@ -239,36 +249,19 @@ def chat_templates(ctx: Context) -> dict[str, str]:
     return out
 
 
-SAMPLE = [
-    {"role": "system", "content": "You are helpful."},
-    {"role": "user", "content": "Hello"},
-    {"role": "assistant", "content": "Hi."},
-    {"role": "user", "content": "Bye"},
-]
-
-
-def render_template(template: str, tokens: dict[str, str | None]) -> str:
-    """Render a chat template in Jinja2's immutable sandbox, as transformers does (never executes
-    Python beyond the sandbox's safe subset)."""
-    from jinja2.exceptions import TemplateError
-    from jinja2.sandbox import ImmutableSandboxedEnvironment
-
-    def raise_exception(message: str) -> None:
-        raise TemplateError(message)
-
-    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
-    env.globals["raise_exception"] = raise_exception
-    return env.from_string(template).render(messages=SAMPLE, add_generation_prompt=True, tools=None, **tokens)
-
-
 @check("TOK006", "the chat template is present and renders", Severity.WARNING)
 def chat_template(ctx: Context) -> Iterator[Hit]:
     """Chat endpoints format messages with the tokenizer's chat template (Jinja2). Without one they
     refuse chat requests or fall back to a generic format the model was not trained on; a template
     that fails to render fails every chat request.
 
-    Bad: a template using ``{{ messages[0]['content'] | unknown_filter }}``.
-    Good: a template that renders system/user/assistant turns and the generation prompt.
+    Templates render in Jinja2's immutable sandbox inside a child process with a time and memory
+    limit (a template is code from the folder), with three conversation shapes — system first,
+    user first, a single user turn; a template passes when any shape renders (some refuse a system
+    turn on purpose).
+
+    Bad: a template using ``{{ messages[0]['content'] | unknown_filter }}``, or one that loops for minutes.
+    Good: a template that renders user/assistant turns and the generation prompt.
     Fix: copy chat_template from the model's release (tokenizer_config.json or chat_template.jinja).
     """
     templates = chat_templates(ctx)
@@ -288,16 +281,20 @@ def chat_template(ctx: Context) -> Iterator[Hit]:
             tokens[key] = token_text(tc.get(key))
     except Unavailable:
         pass
-    for name, template in templates.items():
-        try:
-            render_template(template, tokens)
-        except Exception as exc:  # noqa: BLE001 - any template failure is the finding
-            yield Hit(
-                f"chat template {name!r} fails to render a sample conversation: {type(exc).__name__}: {exc}",
-                "Fix the template or copy it again from the model's release.",
-                Location(file="tokenizer_config.json", key="chat_template"),
-                {"template": name},
-            )
+    from npu_preflight.chat import render_templates
+
+    for name, res in render_templates(templates, tokens).items():
+        if res.ok:
+            continue
+        why = "; ".join(f"{shape}: {err}" for shape, err in res.errors.items())
+        yield Hit(
+            f"chat template {name!r} renders none of the sample conversations ({why})",
+            "Fix the template or copy it again from the model's release."
+            if res.limit is None
+            else "The template runs away (time or memory): do not serve it; copy it again from the model's release.",
+            Location(file="tokenizer_config.json", key="chat_template"),
+            {"template": name, "limit": res.limit, "errors": dict(res.errors)},
+        )
 
 
 @check(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 
-from npu_preflight.context import Context, EmptyFile
+from npu_preflight.context import Context, EmptyFile, NotRegular
 from npu_preflight.formats.index import INDEX_NAME, Index, IndexFormatError
 from npu_preflight.formats.lfs import LfsPointer, read_pointer
 from npu_preflight.formats.safetensors import Header, SafetensorsError
@@ -13,7 +13,7 @@ from npu_preflight.model import Hit, Location, Severity
 from npu_preflight.registry import check
 from npu_preflight.units import fmt_bytes
 
-_LENIENT = ("DuplicateKey", "UnknownField", "EmptyName", "NullMetadata")
+_LENIENT = ("DuplicateKey", "DuplicateKeyConflict", "UnknownField", "EmptyName", "NullMetadata")
 _MAX_PER_FILE = 20
 
 
@@ -56,6 +56,13 @@ def header_readable(ctx: Context) -> Iterator[Hit]:
     Fix: download or copy the file again and compare its sha256 with the published one.
     """
     for rel, h in ctx.headers.items():
+        if isinstance(h, NotRegular):
+            yield Hit(
+                f"{rel} is {h.kind}, not a regular file: no loader can read weights from it",
+                "Replace it with the real weight file.",
+                Location(file=rel),
+                {"kind": "NotRegular"},
+            )
         if isinstance(h, SafetensorsError):
             yield Hit(
                 f"{rel}: {h.kind}: {h.message}",
@@ -102,6 +109,9 @@ def header_strict(ctx: Context) -> Iterator[Hit]:
     names (the last wins, so one tensor silently disappears), unknown fields, empty names and a
     null ``__metadata__``. Other readers may reject them or read a different tensor.
 
+    A duplicated name whose two entries differ is an error: readers that keep the first entry load
+    other bytes than the safetensors library, which keeps the last.
+
     Bad: ``{"w": {...}, "w": {...}}`` — two entries for one name.
     Good: each tensor listed once with exactly ``dtype``, ``shape`` and ``data_offsets``.
     Fix: re-save the file with ``safetensors.torch.save_file`` from the loaded tensors.
@@ -116,6 +126,7 @@ def header_strict(ctx: Context) -> Iterator[Hit]:
                     "Re-save the file with safetensors.torch.save_file so that every reader sees the same tensors.",
                     Location(file=rel, tensor=p.tensor),
                     {"kind": p.kind},
+                    severity=Severity.ERROR if p.kind == "DuplicateKeyConflict" else None,
                 )
 
 
@@ -462,4 +473,27 @@ def mixed_formats(ctx: Context) -> Iterator[Hit]:
             "Delete the pickle checkpoint(s) once the safetensors weights load.",
             Location(file=ctx.pickle_files[0]),
             {"pickles": ctx.pickle_files},
+        )
+
+
+@check("WT019", "the whole folder was listed", Severity.ERROR)
+def listing_complete(ctx: Context) -> Iterator[Hit]:
+    """The tool lists at most 100,000 entries (``.git`` is never descended). A folder with more was
+    not fully checked — a pickle or a stray weight file past the cut would go unseen — so the run
+    cannot vouch for it.
+
+    Bad: a weights folder that also holds a dataset of 500,000 images.
+    Good: the weights, configs and tokenizer files only.
+    Fix: move everything that is not part of the model out of the folder.
+    """
+    from npu_preflight.context import MAX_LISTING
+
+    listing = ctx.listing
+    if listing.truncated:
+        yield Hit(
+            f"the folder holds more than {MAX_LISTING:,} entries; listing stopped there, so files past the cut "
+            "(pickles, stray weight files) were not checked",
+            "Move everything that is not part of the model out of the weights folder, then check again.",
+            Location(file="."),
+            {"limit": MAX_LISTING},
         )

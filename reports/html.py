@@ -21,6 +21,9 @@ _COLORS = {
     "runtime": "#8d6e63",
     "headroom": "#c8e6c9",
 }
+#: Bytes of findings text the page carries (errors first); the rest are counted and left to
+#: report.json, so the page stays under 2 MB whatever the folder holds.
+FINDINGS_BUDGET = 1_400_000
 _STAGE_COLORS = ["#1565c0", "#00897b", "#f9a825", "#8d6e63", "#6a1b9a", "#c62828", "#546e7a", "#2e7d32"]
 
 
@@ -184,10 +187,15 @@ def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
     # stay well under 2 MB, and every string reaches the page through textContent.
     fixes: dict[str, int] = {}
     rows: list[list[object]] = []
+    budget = FINDINGS_BUDGET
     for f in ordered:
+        cost = len(f.message) + len(f.location.describe()) + (0 if f.remediation in fixes else len(f.remediation)) + 40
+        if cost > budget:
+            break
+        budget -= cost
         idx = fixes.setdefault(f.remediation, len(fixes)) if f.remediation else -1
         rows.append([f.severity.rank, f.check_id, f.location.describe(), f.message, idx])
-    data = {"f": rows, "fix": list(fixes), "phase": phase_of}
+    data = {"f": rows, "fix": list(fixes), "phase": phase_of, "omitted": len(ordered) - len(rows)}
     found_phases = {phase_of.get(c, "") for c in used}
     return str(
         _template().render(

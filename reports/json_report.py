@@ -10,4 +10,5 @@ from npu_preflight.reports.options import RenderOptions
 
 def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
     """The report as indented JSON, keys in contract order."""
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n"
+    # allow_nan=False: strict JSON. Every value went through safetext.json_safe, so a NaN here is a bug.
+    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False, allow_nan=False) + "\n"

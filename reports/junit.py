@@ -33,6 +33,7 @@ def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
     props = ET.SubElement(suite, "properties")
     ET.SubElement(props, "property", name="verdict", value=report.verdict)
     ET.SubElement(props, "property", name="fail_on", value=report.fail_on.value)
+    ET.SubElement(props, "property", name="run_id", value=report.run_id)
     by_check: dict[str, list[str]] = {}
     worst: dict[str, Severity] = {}
     for f in report.findings:

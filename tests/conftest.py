@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+import tests.props  # noqa: F401 - registers and loads the hypothesis profile before any test module
 from npu_preflight.cli import registry
 from npu_preflight.context import Context, RunOptions
 from npu_preflight.model import Report, Severity

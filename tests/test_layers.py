@@ -31,6 +31,7 @@ ROOTS = {
 }
 APP = {"npu_preflight.cli", "npu_preflight.__main__"}
 CHILD_SCRIPTS = ("probe/probe_script.py", "sandbox/child.py", "sandbox/supervisor.py", "generators/")
+#: The supervisor is a child script (stdlib only) that the tool also imports for its cgroup helper.
 #: What a child script may import besides the stdlib: the libraries it exists to exercise.
 CHILD_LIBRARIES = {"torch", "torch_npu", "transformers", "tokenizers", "mindie_llm", "accelerate", "safetensors"}
 OLD_TOP_LEVEL = {"toolkit", "checks", "reports", "schemas"}

@@ -7,6 +7,7 @@ tensors the config implies with their shapes; ``None`` in a shape means "not che
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -129,12 +130,58 @@ GENERIC = Family(
 )
 
 
+#: Larger "dimensions" are not believed (a hostile config.json can say 10**400); they are treated as
+#: missing, never used in arithmetic, and ARCH007 names them.
+MAX_DIM = 2**31 - 1
+DIM_KEYS = (
+    "hidden_size",
+    "num_hidden_layers",
+    "num_attention_heads",
+    "num_key_value_heads",
+    "head_dim",
+    "intermediate_size",
+    "vocab_size",
+    "num_local_experts",
+    "n_routed_experts",
+    "num_experts",
+    "moe_intermediate_size",
+    "max_position_embeddings",
+)
+_EXPERT = re.compile(r"\.experts\.(\d+)\.")
+
+
 def _int(cfg: Mapping[str, Any], *keys: str) -> int | None:
     for k in keys:
         v = cfg.get(k)
-        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+        if isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_DIM:
             return v
     return None
+
+
+def implausible(cfg: Mapping[str, Any]) -> list[str]:
+    """Dimension keys whose value is an integer no model has (≤ 0 or above 2**31 − 1)."""
+    out = []
+    for k in DIM_KEYS:
+        v = cfg.get(k)
+        if isinstance(v, int) and not isinstance(v, bool) and not 0 < v <= MAX_DIM:
+            out.append(k)
+    return out
+
+
+#: Expert loops check at least this many experts (real MoE models have up to a few hundred)...
+EXPERT_WALK = 1024
+
+
+def expert_limit(names: frozenset[str] | set[str]) -> int:
+    """...and never more than this: the larger of EXPERT_WALK and one past the highest stored expert
+    index. A config declaring 10**8 experts costs no more than the experts actually stored; a
+    count mismatch beyond that is ARCH006's to report."""
+    best = -1
+    for n in names:
+        m = _EXPERT.search(n)
+        if m:
+            best = max(best, int(m.group(1)))
+    return max(best + 1, EXPERT_WALK)
 
 
 def family_for(cfg: Mapping[str, Any], tensor_names: set[str]) -> Family | None:
@@ -215,9 +262,13 @@ def expected_attention(fam: Family, d: Dims, cfg: Mapping[str, Any]) -> dict[str
     return {}
 
 
-def expected_mlp(fam: Family, d: Dims, layer: int, names: frozenset[str] = frozenset()) -> dict[str, Shape]:
-    """MLP (or MoE) tensors of one layer and their shapes."""
+def expected_mlp(
+    fam: Family, d: Dims, layer: int, names: frozenset[str] = frozenset(), experts: int | None = None
+) -> dict[str, Shape]:
+    """MLP (or MoE) tensors of one layer and their shapes; ``experts`` caps the expert loop (the
+    number stored, see :func:`expert_limit`)."""
     h, inter = d.hidden, d.intermediate
+    n_experts = min(d.experts or 0, experts if experts is not None else 4096)
     gated_present = fam.layer_prefix.format(i=layer) + "mlp.gate_proj.weight" in names
     if (
         fam.mlp == "gated"
@@ -239,7 +290,7 @@ def expected_mlp(fam: Family, d: Dims, layer: int, names: frozenset[str] = froze
         return {"mlp.dense_h_to_4h.weight": (2 * inter if inter else None, h), "mlp.dense_4h_to_h.weight": (h, inter)}
     if fam.mlp == "moe_mixtral":
         out: dict[str, Shape] = {"block_sparse_moe.gate.weight": (d.experts, h)}
-        for e in range(d.experts or 0):
+        for e in range(n_experts):
             p = f"block_sparse_moe.experts.{e}."
             out[p + "w1.weight"] = (inter, h)
             out[p + "w3.weight"] = (inter, h)
@@ -248,7 +299,7 @@ def expected_mlp(fam: Family, d: Dims, layer: int, names: frozenset[str] = froze
     if fam.mlp == "moe_deepseek":
         mi = d.moe_intermediate
         out = {"mlp.gate.weight": (d.experts, h)}
-        for e in range(d.experts or 0):
+        for e in range(n_experts):
             p = f"mlp.experts.{e}."
             out[p + "gate_proj.weight"] = (mi, h)
             out[p + "up_proj.weight"] = (mi, h)
@@ -258,11 +309,16 @@ def expected_mlp(fam: Family, d: Dims, layer: int, names: frozenset[str] = froze
 
 
 def expected_layer(
-    fam: Family, d: Dims, cfg: Mapping[str, Any], layer: int, names: frozenset[str] = frozenset()
+    fam: Family,
+    d: Dims,
+    cfg: Mapping[str, Any],
+    layer: int,
+    names: frozenset[str] = frozenset(),
+    experts: int | None = None,
 ) -> dict[str, Shape]:
     """Every checked tensor of decoder layer ``layer``, by full name."""
     prefix = fam.layer_prefix.format(i=layer)
-    rel = {**expected_attention(fam, d, cfg), **expected_mlp(fam, d, layer, names)}
+    rel = {**expected_attention(fam, d, cfg), **expected_mlp(fam, d, layer, names, experts)}
     return {prefix + k: v for k, v in rel.items()}
 
 

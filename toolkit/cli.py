@@ -190,7 +190,11 @@ def main() -> None:
 )
 @click.option("--python", "python_path", metavar="PATH", help="Interpreter for the probe and the init.")
 @click.option(
-    "--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Init time limit, seconds."
+    "--timeout",
+    type=click.FloatRange(min=1, max=7 * 24 * 3600),
+    default=600,
+    show_default=True,
+    help="Init time limit, seconds (at most a week).",
 )
 @click.option("--memory-limit", metavar="SIZE", help="Host memory cap for the init child (e.g. 8GiB).")
 @click.option(
@@ -220,7 +224,17 @@ def main() -> None:
 @click.option("--select", metavar="IDS", help="Only these check ids or prefixes (comma-separated).")
 @click.option("--ignore", metavar="IDS", help="Skip these check ids or prefixes (comma-separated).")
 @click.option("--trust-remote-code", is_flag=True, help="Allow auto_map code, inside the sandbox only.")
-@click.option("--workers", type=click.IntRange(min=1), help="Parallel readers for --deep (default: all cores).")
+@click.option(
+    "--containment",
+    type=click.Choice(["auto", "subreaper"]),
+    default="auto",
+    show_default=True,
+    help="Sandbox containment: auto uses a cgroup and (as root) PID/mount namespaces where the machine allows; "
+    "subreaper uses only the subreaper and the memory watchdog.",
+)
+@click.option(
+    "--workers", type=click.IntRange(min=1, max=256), help="Parallel readers for --deep (default: all cores)."
+)
 def check(
     weights_dir: str,
     model_config_path: str | None,
@@ -242,6 +256,7 @@ def check(
     ignore: str | None,
     trust_remote_code: bool,
     workers: int | None,
+    containment: str,
 ) -> None:
     """Check WEIGHTS_DIR (with its model_config) for readiness and write the reports."""
     from npu_preflight.context import Context, Progress, RunOptions
@@ -274,6 +289,7 @@ def check(
         memory_limit=mem_cap,
         trust_remote_code=trust_remote_code,
         workers=workers,
+        containment=containment,  # type: ignore[arg-type]  # click.Choice guarantees the Literal
     )
     tty = fmt == "text" and sys.stderr.isatty()
     progress = Progress(_progress_printer(), _init_progress, _deep_progress) if tty else Progress()

@@ -23,13 +23,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
-from npu_preflight.errors import FactError, Unavailable
+from npu_preflight.errors import FactError, Interrupted, Unavailable
 from npu_preflight.formats.index import INDEX_NAME, Index, IndexFormatError, read_index
 from npu_preflight.formats.jsonload import JsonLoadError, load_file
 from npu_preflight.formats.lfs import LfsPointer, read_pointer
 from npu_preflight.formats.safetensors import Header, SafetensorsError, TensorInfo, read_header
 from npu_preflight.mconfig import ModelConfig
 from npu_preflight.model import CheckSpec, DeviceChoice, FactName
+from npu_preflight.proc import Containment
 
 if TYPE_CHECKING:
     from npu_preflight.arch import Dims, Family
@@ -44,8 +45,10 @@ if TYPE_CHECKING:
 CONFIG_NAME = "config.json"
 MAX_CONFIG_BYTES = 10 * 1024 * 1024
 MAX_CONFIG_DEPTH = 32
-MAX_LISTING = 20_000
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+#: Entries listed at most. Real folders (an HF cache snapshot with thousands of small files; .git is
+#: never descended) stay far below; reaching it is a finding (WT019), never a silent cut.
+MAX_LISTING = 100_000
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # legacy checkpoint names (WT001, WT018)
 MAX_RANK_TABLE_BYTES = 10 * 1024 * 1024
 
 T = TypeVar("T")
@@ -67,6 +70,7 @@ class RunOptions:
     trust_remote_code: bool = False
     probe_timeout: float = 120.0
     workers: int | None = None
+    containment: Containment = "auto"
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for ``target.options``."""
@@ -188,6 +192,9 @@ class fact(Generic[T]):
         else:
             try:
                 state = self.func(obj)
+            except Interrupted as exc:  # stopped mid-way: keep what it came to, then stop the run
+                cache[self.name] = exc.value
+                raise
             except Unavailable as exc:
                 state = _Unavailable(str(exc))
             except FactError as exc:  # a fact this one needs failed: carry the original
@@ -283,6 +290,7 @@ class Context:
                 try:
                     st = item.stat(follow_symlinks=False)
                 except OSError:
+                    out.unreadable.append(rel)
                     continue
                 target = None
                 if stat.S_ISLNK(st.st_mode):
@@ -508,10 +516,22 @@ class Context:
     @fact
     def pickle_scans(self) -> dict[str, ScanResult]:
         """Every file a loader could unpickle, scanned at opcode level (never unpickled)."""
-        from npu_preflight.formats.pickle_scan import scan_candidates
+        from npu_preflight.formats.pickle_scan import is_candidate, scan_candidates
 
-        files = [(self.path(e.rel), e.rel) for e in self.listing.entries if e.is_file]
+        named = set(self.pickle_index_files)
+        files = [
+            (self.path(e.rel), e.rel, is_candidate(e.rel) or e.rel in named) for e in self.listing.entries if e.is_file
+        ]
         return scan_candidates(files)
+
+    @property
+    def pickle_index_files(self) -> list[str]:
+        """Files ``pytorch_model.bin.index.json`` sends ``torch.load`` to, whatever their names."""
+        doc = self.json_load("pytorch_model.bin.index.json")
+        wm = doc.get("weight_map") if isinstance(doc, dict) else None
+        if not isinstance(wm, dict):
+            return []
+        return sorted({v for v in wm.values() if isinstance(v, str) and "/" not in v and v not in ("", ".", "..")})
 
     @property
     def trust_remote_code(self) -> bool:
@@ -649,6 +669,7 @@ class Context:
             env=self.env,
             extra_sys_path=(str(Path.cwd()),),
             on_event=self.progress.on_init_event,
+            containment=self.options.containment,
         )
 
     @fact

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from npu_preflight.formats.files import FileReadError, open_regular
 from npu_preflight.formats.safetensors import Header, TensorInfo
 
 CHUNK = 16 * 1024 * 1024
@@ -245,7 +246,7 @@ def scan_file(
     first = 0  # first tensor that may still overlap
     size = 0
     try:
-        with open(path, "rb", buffering=0) as fh:
+        with open_regular(path) as fd, os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
             size = os.fstat(fh.fileno()).st_size
             while not stop.is_set():
                 n = fh.readinto(buf)
@@ -267,6 +268,8 @@ def scan_file(
                 pos = end
                 if progress is not None:
                     progress(n, 0)
+    except FileReadError as exc:
+        return FileScan(rel, size, "", [s for _, _, s in stats], error=exc.message)
     except OSError as exc:
         return FileScan(rel, size, "", [s for _, _, s in stats], error=exc.strerror or str(exc))
     finally:

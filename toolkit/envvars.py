@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 
@@ -22,29 +23,42 @@ class VisibleDevices:
         return len(self.ids)
 
 
+def _small_int(text: str) -> int | None:
+    """A device id: at most 12 characters that int() accepts."""
+    if len(text) > 12:
+        return None
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
 def parse_visible_devices(value: str) -> VisibleDevices:
     """Parse a comma-separated device list; never raises."""
     ids: list[int] = []
     problems: list[str] = []
+    empty = 0
     for raw in value.split(","):
         item = raw.strip()
         if not item:
-            problems.append("not an integer: an empty item")
+            empty += 1
             continue
-        try:
-            n = int(item)
-        except ValueError:
-            problems.append(f"not an integer: {item!r}")
+        n = _small_int(item)
+        if n is None:
+            problems.append(f"not an integer: {item[:20]!r}")
             continue
         if n < 0:
             problems.append(f"negative id {n}")
             continue
         ids.append(n)
-    dups = sorted({i for i in ids if ids.count(i) > 1})
+    if empty:
+        problems.insert(0, f"not an integer: {empty} empty item(s)")
+    dups = sorted(i for i, n in Counter(ids).items() if n > 1)
     if dups:
-        problems.append(f"duplicate id(s) {', '.join(map(str, dups))}")
+        problems.append(f"duplicate id(s) {', '.join(map(str, dups[:10]))}{' …' if len(dups) > 10 else ''}")
     if ids != sorted(ids) and not dups:
-        problems.append(f"not ascending: {','.join(map(str, ids))}")
+        shown = ",".join(map(str, ids[:16])) + (",…" if len(ids) > 16 else "")
+        problems.append(f"not ascending: {shown}")
     return VisibleDevices(tuple(ids), tuple(problems))
 
 

@@ -21,3 +21,12 @@ class FactError(PreflightError):
         super().__init__(f"fact {fact!r} failed")
         self.fact = fact
         self.trace = trace
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a fact mid-way. ``value`` is what the fact had come to (the init's
+    ``interrupted`` outcome): the fact caches it so the report still shows it, then the run stops."""
+
+    def __init__(self, value: object) -> None:
+        super().__init__()
+        self.value = value

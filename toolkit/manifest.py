@@ -6,11 +6,13 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from npu_preflight.formats.files import FileReadError, open_regular, read_fd, read_regular
 from npu_preflight.formats.jsonload import JsonLoadError, load_file
 from npu_preflight.formats.lfs import read_pointer
 
@@ -18,6 +20,7 @@ if TYPE_CHECKING:
     from npu_preflight.deep import DeepScan
 
 MANIFEST_VERSION = 1
+MAX_POINTER_FILES = 100_000
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _HEX40 = re.compile(r"^[0-9a-f]{40}$")
 
@@ -60,7 +63,9 @@ def read_manifest(path: Path) -> dict[str, Expected]:
     """A manifest file, or a directory of Git LFS pointer files (a clone made without LFS)."""
     if path.is_dir():
         out: dict[str, Expected] = {}
-        for p in sorted(path.rglob("*")):
+        for i, p in enumerate(sorted(path.rglob("*"))):
+            if i >= MAX_POINTER_FILES:
+                raise ManifestError(f"{path} holds more than {MAX_POINTER_FILES:,} files; not a folder of LFS pointers")
             if p.is_file() and ".git" not in p.parts:
                 ptr = read_pointer(p)
                 if ptr is not None:
@@ -93,9 +98,9 @@ def hf_download_metadata(weights_dir: Path) -> dict[str, Expected]:
     if not base.is_dir():
         return out
     for meta in base.rglob("*.metadata"):
-        try:
-            lines = meta.read_text(encoding="utf-8", errors="replace").splitlines()
-        except OSError:
+        try:  # regular files only: a FIFO here must not hang verify
+            lines = read_regular(meta, 64 * 1024).decode("utf-8", "replace").splitlines()
+        except FileReadError:
             continue
         if len(lines) < 2:
             continue
@@ -110,8 +115,15 @@ def hf_download_metadata(weights_dir: Path) -> dict[str, Expected]:
 
 def git_blob_sha1(path: Path) -> str:
     """The git object id of a file (for small files Hugging Face tracks in git, not LFS)."""
-    data = path.read_bytes()
-    return hashlib.sha1(b"blob %d\x00" % len(data) + data, usedforsecurity=False).hexdigest()
+    h = hashlib.sha1(usedforsecurity=False)
+    with open_regular(path) as fd:
+        size = os.fstat(fd).st_size
+        h.update(b"blob %d\x00" % size)
+        offset = 0
+        while chunk := read_fd(fd, 1 << 20, offset):
+            h.update(chunk)
+            offset += len(chunk)
+    return h.hexdigest()
 
 
 def compare(scan: DeepScan, expected: dict[str, Expected], weights_dir: Path, *, complete: bool) -> list[Mismatch]:

@@ -278,11 +278,37 @@ def load_model_config(path: Path) -> tuple[dict[str, Any], str]:
         kind = "json"
     if not isinstance(data, dict):
         raise UsageError(f"model_config file {str(path)!r} must hold a JSON/YAML object, not {type(data).__name__}")
+    bad_key = next((k for k in data if not isinstance(k, str)), None)
+    if bad_key is not None or any(not isinstance(k, str) for k in data):
+        raise UsageError(f"model_config file {str(path)!r}: key {bad_key!r} is not a string")
     if "BackendConfig" in data:
         from npu_preflight.mindie_service import map_service_config
 
         return map_service_config(data, path), "mindie-service"
     return data, kind
+
+
+#: YAML aliases may expand a document at most this far (billion-laughs files expand to gigabytes).
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(value: Any, limit: int) -> int:
+    """Nodes the value holds once aliases are expanded (stops at ``limit``); raises ValueError on a
+    self-referencing structure."""
+    count = 0
+    stack: list[tuple[Any, frozenset[int]]] = [(value, frozenset())]
+    while stack:
+        v, path = stack.pop()
+        count += 1
+        if count > limit:
+            return count
+        if isinstance(v, (dict, list)):
+            if id(v) in path:
+                raise ValueError("a YAML alias refers to a node that contains it")
+            inner = path | {id(v)}
+            children = list(v.keys()) + list(v.values()) if isinstance(v, dict) else v
+            stack.extend((c, inner) for c in children)
+    return count
 
 
 def _load_yaml(path: Path) -> Any:
@@ -296,9 +322,17 @@ def _load_yaml(path: Path) -> Any:
         raise UsageError(f"model_config file {str(path)!r} cannot be read: {exc.message}") from None
     try:
         text = raw.decode("utf-8")
-        return yaml.safe_load(text)
+        data = yaml.safe_load(text)
+        if _expanded_size(data, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise UsageError(
+                f"model_config file {str(path)!r} expands to more than {MAX_YAML_NODES:,} values (YAML aliases); "
+                "write the values out"
+            )
+        return data
     except UnicodeDecodeError as exc:
         raise UsageError(f"model_config file {str(path)!r} is not UTF-8 (byte {exc.start})") from None
+    except ValueError as exc:
+        raise UsageError(f"model_config file {str(path)!r}: {exc}") from None
     except yaml.YAMLError as exc:
         raise UsageError(f"model_config file {str(path)!r} is not valid YAML: {exc}") from None
     except RecursionError:

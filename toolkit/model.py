@@ -146,14 +146,21 @@ class Finding:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Finding:
         """Inverse of :meth:`to_dict`."""
+        from npu_preflight.safetext import json_safe, safe_text
+
         loc = data.get("location") or {}
         return cls(
             check_id=str(data["check_id"]),
             severity=Severity(data["severity"]),
-            message=str(data["message"]),
-            location=Location(**{k: loc.get(k) for k in ("file", "tensor", "key", "env")}),
-            remediation=str(data.get("remediation") or ""),
-            details=dict(data.get("details") or {}),
+            message=safe_text(str(data["message"])),
+            location=Location(
+                **{
+                    k: None if loc.get(k) is None else safe_text(str(loc[k]), 500)
+                    for k in ("file", "tensor", "key", "env")
+                }
+            ),
+            remediation=safe_text(str(data.get("remediation") or "")),
+            details=json_safe(dict(data.get("details") or {})),
         )
 
 
@@ -214,13 +221,16 @@ class CheckRecord:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CheckRecord:
         """Inverse of :meth:`to_dict`."""
+        from npu_preflight.safetext import MAX_MULTILINE, safe_text
+
+        reason = d.get("reason")
         return cls(
             str(d["id"]),
-            str(d["title"]),
+            safe_text(str(d["title"])),
             str(d["phase"]),
             Status(d["status"]),
             float(d.get("duration_s") or 0.0),
-            d.get("reason"),
+            None if reason is None else safe_text(str(reason), MAX_MULTILINE, multiline=True),
         )
 
 
@@ -245,6 +255,8 @@ class Report:
     section_errors: Mapping[str, str] = field(default_factory=dict)
     #: Ctrl-C or SIGTERM stopped the run: some checks did not run (verdict error).
     interrupted: bool = False
+    #: Unique per run: every file of one report set carries it (two runs never mix their files).
+    run_id: str = ""
 
     @property
     def errored(self) -> tuple[CheckRecord, ...]:
@@ -288,7 +300,7 @@ class Report:
         """The JSON contract of DESIGN.md §6."""
         return {
             "schema_version": SCHEMA_VERSION,
-            "tool": {"name": "npu-preflight", "version": self.tool_version},
+            "tool": {"name": "npu-preflight", "version": self.tool_version, "run_id": self.run_id},
             "created_at": self.created_at,
             "duration_s": round(self.duration_s, 6),
             "target": {
@@ -322,15 +334,19 @@ class Report:
     def from_dict(cls, d: Mapping[str, Any]) -> Report:
         """Rebuild a report from its JSON form (``render`` and ``diff`` use this)."""
         target = d.get("target") or {}
-        sections = {k: d.get(k) for k in ("environment", "memory", "init", "integrity")}
+        from npu_preflight.safetext import MAX_SECTION_LIST, json_safe, safe_text
+
+        sections = {
+            k: json_safe(d.get(k), items=MAX_SECTION_LIST) for k in ("environment", "memory", "init", "integrity")
+        }
         errors = {k: str(v["error"]) for k, v in sections.items() if isinstance(v, Mapping) and set(v) == {"error"}}
         return cls(
             tool_version=str((d.get("tool") or {}).get("version", "?")),
             created_at=str(d.get("created_at", "")),
             duration_s=float(d.get("duration_s") or 0.0),
-            weights_dir=str(target.get("weights_dir", "")),
-            model_config=target.get("model_config"),
-            options=target.get("options") or {},
+            weights_dir=safe_text(str(target.get("weights_dir", "")), 4096),
+            model_config=json_safe(target.get("model_config")),
+            options=json_safe(target.get("options") or {}),
             fail_on=Severity(d.get("fail_on", "error")),
             checks=tuple(CheckRecord.from_dict(c) for c in d.get("checks") or ()),
             findings=tuple(Finding.from_dict(f) for f in d.get("findings") or ()),
@@ -340,4 +356,5 @@ class Report:
             integrity=None if "integrity" in errors else sections["integrity"],
             section_errors=errors,
             interrupted=bool((d.get("summary") or {}).get("interrupted")),
+            run_id=str((d.get("tool") or {}).get("run_id") or ""),
         )

@@ -43,8 +43,13 @@ def prepare_dir(out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create {out}: {exc.strerror or exc}") from None
-    if not os.access(out, os.W_OK | os.X_OK):
-        raise OutputError(f"{out} is not writable")
+    # Tried, not inferred: root passes os.access() on read-only mounts and /proc.
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".npu-preflight-probe.", dir=out)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise OutputError(f"{out} is not writable ({exc.strerror or exc})") from None
 
 
 def write_set(out: Path, files: Mapping[str, str | bytes]) -> None:

@@ -1,33 +1,56 @@
-"""Running a child process so that nothing it does can hurt the parent.
+"""Running a child so that nothing it does can hurt the tool: through the sandbox supervisor.
 
-The child gets its own session (so the whole process group can be killed), its stdout and
-stderr go to files (pipes can fill and deadlock), core dumps are off, an address-space cap is
-optional, and ``os.wait4`` gives the child's own peak RSS.
+The supervisor (``sandbox/supervisor.py``, stdlib only, run by this interpreter) contains the child
+and its whole tree — cgroup, PID and mount namespaces where the machine allows, a child subreaper
+and a memory watchdog always — enforces the time limit and the tree's memory cap, keeps capped
+stdout/stderr files, and reports how the child ended over a pipe only it holds. This side reads that
+pipe, forwards progress events, turns Ctrl-C/SIGTERM into "kill the tree, then report", and sweeps
+up anything that outlived the supervisor (a process still carrying the run's token in its
+environment, a cgroup that is not empty).
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import json
 import os
-import resource
+import secrets
+import select
 import signal
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
-GRACE_S = 3.0
+SUPERVISOR = Path(__file__).resolve().parent / "sandbox" / "supervisor.py"
+TOKEN_VAR = "NPU_PREFLIGHT_SANDBOX"
+MAX_STATUS_LINE = 1 << 20
+STOP_GRACE_S = 10.0
+Containment = Literal["auto", "subreaper"]
+EventFn = Callable[[Mapping[str, Any]], None]
 
 
 @dataclass(frozen=True)
 class ProcOutcome:
-    """How a child ended."""
+    """How a contained child ended, as the supervisor saw it."""
 
     returncode: int | None
     signal: int | None
     timed_out: bool
     duration_s: float
-    peak_rss_bytes: int | None
+    peak_rss_bytes: int | None  # the child process's own peak (wait4)
+    peak_tree_bytes: int | None = None  # the whole tree (cgroup peak, or the watchdog's PSS sum)
+    memory_killed: bool = False  # the watchdog killed the tree at the memory cap
+    interrupted: str | None = None  # SIGINT/SIGTERM/... when the run was stopped
+    oom_kills: int = 0  # processes the cgroup's OOM killer killed
+    survivors_killed: int = 0  # descendants still alive after the child ended
+    containment: Mapping[str, Any] = field(default_factory=dict)
+    events: tuple[Mapping[str, Any], ...] = ()
+    supervisor_failure: str | None = None
 
     @property
     def signal_name(self) -> str | None:
@@ -40,96 +63,192 @@ class ProcOutcome:
             return f"signal {self.signal}"
 
 
-def _limits(memory_limit: int | None) -> Callable[[], None]:
-    def apply() -> None:
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if memory_limit is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-
-    return apply
+def _pdeathsig_term() -> None:
+    """In the supervisor before exec: SIGTERM it if the tool dies (its handler kills the tree)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM, 0, 0, 0)
 
 
-def kill_group(pid: int) -> None:
-    """TERM the child's process group, then KILL whatever is left after a grace period."""
-    try:
-        pgid = os.getpgid(pid)
-    except ProcessLookupError:
-        return
-    for sig, wait in ((signal.SIGTERM, GRACE_S), (signal.SIGKILL, 0.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + wait
-        while time.monotonic() < deadline:
+def sweep(token: str) -> int:
+    """SIGKILL every process whose environment carries ``token`` (last resort against a tree that
+    outlived its supervisor); returns how many were killed."""
+    needle = f"{TOKEN_VAR}={token}".encode()
+    killed = 0
+    for _ in range(20):
+        found = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit() or int(name) == os.getpid():
+                continue
             try:
-                done, _ = os.waitpid(pid, os.WNOHANG)[0], None
-            except ChildProcessError:
-                return
-            if done:
-                return
-            time.sleep(0.05)
+                with open(f"/proc/{name}/environ", "rb") as fh:
+                    if needle in fh.read(1 << 20):
+                        found.append(int(name))
+            except OSError:
+                continue
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        time.sleep(0.02)
+    return killed
 
 
-def run_isolated(
+def run_supervised(
     cmd: Sequence[str],
     *,
     env: Mapping[str, str],
     timeout: float,
-    stdout_path: Path,
-    stderr_path: Path,
+    workdir: Path,
     memory_limit: int | None = None,
+    weights_dir: Path | None = None,
+    containment: Containment = "auto",
+    on_event: EventFn | None = None,
     cwd: Path | None = None,
-    on_poll: Callable[[], None] | None = None,
 ) -> ProcOutcome:
-    """Run ``cmd`` isolated; never raises for anything the child does (only for a missing binary)."""
+    """Run ``cmd`` contained; never raises for anything the child does. Ctrl-C (KeyboardInterrupt)
+    kills the tree and returns an outcome with ``interrupted`` set; the caller decides what next.
+    ``workdir`` receives ``stdout`` and ``stderr`` (capped); it must outlive the call."""
+    token = secrets.token_hex(16)
+    child_env = dict(env)
+    child_env[TOKEN_VAR] = token
+    status_r, status_w = os.pipe()
+    cfg = {
+        "cmd": [str(c) for c in cmd],
+        "env": child_env,
+        "cwd": str(cwd) if cwd else str(Path.cwd()),
+        "timeout": float(timeout),
+        "memory_limit": memory_limit,
+        "rlimit_as": memory_limit,
+        "stdout": str(workdir / "stdout"),
+        "stderr": str(workdir / "stderr"),
+        "status_fd": status_w,
+        "weights_dir": str(weights_dir) if weights_dir else None,
+        "containment": containment,
+        "cleanup_dir": str(workdir),
+    }
+    cfg_path = workdir / "supervisor.json"
+    cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
     start = time.monotonic()
-    with open(stdout_path, "wb") as out, open(stderr_path, "wb") as err:
-        proc = subprocess.Popen(
-            list(cmd),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            env=dict(env),
-            cwd=str(cwd) if cwd else None,
-            start_new_session=True,
-            preexec_fn=_limits(memory_limit),
-            close_fds=True,
-        )
-    timed_out = False
-    status: int | None = None
-    rusage = None
-    while True:
-        pid, st, ru = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            status, rusage = st, ru
-            break
-        if on_poll is not None:
-            on_poll()
-        if time.monotonic() - start > timeout:
-            timed_out = True
-            kill_group(proc.pid)
-            try:
-                pid, st, ru = os.wait4(proc.pid, 0)
-                status, rusage = st, ru
-            except ChildProcessError:
-                status = None
-            break
-        time.sleep(0.05)
-    # Grandchildren left behind (the child exited, its helpers did not) go with the group.
+    with open(workdir / "supervisor.err", "wb") as err:
+        try:
+            sup = subprocess.Popen(
+                [sys.executable, str(SUPERVISOR), str(cfg_path)],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                pass_fds=(status_w,),
+                start_new_session=True,
+                preexec_fn=_pdeathsig_term,
+                close_fds=True,
+            )
+        finally:
+            os.close(status_w)
+    started: dict[str, Any] = {}
+    exited: dict[str, Any] = {}
+    interrupted: str | None = None
+    buf = b""
+    stop_sent = 0.0
+
+    def handle(line: bytes) -> None:
+        try:
+            msg = json.loads(line)
+        except ValueError:
+            return
+        if not isinstance(msg, dict):
+            return
+        kind = msg.get("type")
+        if kind == "start":
+            started.update(msg)
+        elif kind == "exit":
+            exited.update(msg)
+        elif kind == "event" and on_event is not None and isinstance(msg.get("event"), dict):
+            with contextlib.suppress(Exception):  # a progress display must never stop the run
+                on_event(msg["event"])
+
+    eof = False
     try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.returncode = 0  # reaped above; stop Popen.__del__ from warning
-    code = sig = None
-    if status is not None:
-        if os.WIFEXITED(status):
-            code = os.WEXITSTATUS(status)
-        elif os.WIFSIGNALED(status):
-            sig = os.WTERMSIG(status)
-    peak = int(rusage.ru_maxrss) * 1024 if rusage is not None else None
-    return ProcOutcome(code, sig, timed_out, time.monotonic() - start, peak)
+        while not eof:
+            try:
+                ready, _, _ = select.select([status_r], [], [], 0.1)
+                if ready:
+                    chunk = os.read(status_r, 1 << 16)
+                    if not chunk:
+                        eof = True
+                    buf += chunk
+                    while b"\n" in buf:
+                        line, _, buf = buf.partition(b"\n")
+                        handle(line)
+                    if len(buf) > MAX_STATUS_LINE:
+                        buf = b""
+                if stop_sent and time.monotonic() - stop_sent > STOP_GRACE_S:
+                    with contextlib.suppress(OSError):
+                        sup.kill()
+                    break
+            except KeyboardInterrupt:
+                interrupted = interrupted or "SIGINT"
+                if not stop_sent:
+                    stop_sent = time.monotonic()
+                    with contextlib.suppress(OSError):
+                        sup.send_signal(signal.SIGTERM)
+    finally:
+        os.close(status_r)
+        try:
+            sup.wait(timeout=STOP_GRACE_S)
+        except subprocess.TimeoutExpired:
+            sup.kill()
+            sup.wait()
+    cgroup = (started.get("containment") or {}).get("cgroup") or {}
+    leftovers = _kill_cgroup(cgroup.get("path")) if cgroup else 0
+    leftovers += sweep(token)
+    failure = None
+    if not exited:
+        err_text = ""
+        with contextlib.suppress(OSError):
+            err_text = (workdir / "supervisor.err").read_bytes()[-2000:].decode("utf-8", "replace")
+        failure = f"the sandbox supervisor ended ({_how(sup.returncode)}) without a report" + (
+            f": {err_text.strip().splitlines()[-1]}" if err_text.strip() else ""
+        )
+    return ProcOutcome(
+        returncode=exited.get("returncode"),
+        signal=exited.get("signal"),
+        timed_out=bool(exited.get("timed_out")),
+        duration_s=float(exited.get("duration_s") or (time.monotonic() - start)),
+        peak_rss_bytes=exited.get("child_maxrss_bytes"),
+        peak_tree_bytes=exited.get("peak_tree_bytes"),
+        memory_killed=bool(exited.get("memory_killed")),
+        interrupted=interrupted or exited.get("interrupted"),
+        oom_kills=int(exited.get("oom_kills") or 0),
+        survivors_killed=int(exited.get("survivors_killed") or 0) + leftovers,
+        containment=dict(exited.get("containment") or started.get("containment") or {}),
+        events=tuple(e for e in exited.get("events") or () if isinstance(e, dict)),
+        supervisor_failure=failure,
+    )
+
+
+def _how(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+def _kill_cgroup(path: str | None) -> int:
+    """Empty and remove a cgroup the supervisor could not clean up (it was killed)."""
+    if not path or not os.path.isdir(path):
+        return 0
+    from npu_preflight.sandbox.supervisor import Cgroup
+
+    cg = Cgroup(path, "v2" if os.path.exists(os.path.join(path, "cgroup.kill")) else "v1")
+    n = len(cg.procs())
+    cg.kill()
+    cg.remove()
+    return n
 
 
 def tail(path: Path, limit: int = 8000) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 import traceback
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -31,8 +32,14 @@ from npu_preflight.model import (
     Status,
 )
 from npu_preflight.policy import Policy
+from npu_preflight.safetext import MAX_MULTILINE, MAX_SECTION_LIST, json_safe, safe_text
 
 INTERRUPTED = "not run: the run was interrupted (Ctrl-C or SIGTERM)"
+#: Findings kept per check; the rest are counted into one summary finding (a hostile folder can
+#: make a check yield millions).
+MAX_FINDINGS_PER_CHECK = 40
+#: Hits consumed per check before the count stops (the summary then says "at least").
+MAX_HITS_COUNTED = 1_000_000
 
 
 def phase_skip_reason(phase: Phase, ctx: Context, earlier: Sequence[CheckResult]) -> str | None:
@@ -57,14 +64,52 @@ def phase_skip_reason(phase: Phase, ctx: Context, earlier: Sequence[CheckResult]
 
 
 def _finding(spec: CheckSpec, h: Hit) -> Finding:
+    """A hit as a finding, every string escaped and capped, details made strict-JSON safe."""
+    loc = h.location
     return Finding(
         check_id=spec.id,
         severity=h.severity or spec.severity,
-        message=h.message,
-        location=h.location,
-        remediation=h.remediation,
-        details=dict(h.details),
+        message=safe_text(str(h.message)) or "(no message)",
+        location=type(loc)(
+            *(None if v is None else safe_text(str(v), 500) for v in (loc.file, loc.tensor, loc.key, loc.env))
+        ),
+        remediation=safe_text(str(h.remediation)),
+        details=json_safe(dict(h.details)),
     )
+
+
+def _collect(spec: CheckSpec, ctx: Context) -> tuple[Finding, ...]:
+    """The check's hits as findings, at most MAX_FINDINGS_PER_CHECK of them plus one that counts the rest."""
+    kept: list[Finding] = []
+    extra = 0
+    worst: Severity | None = None
+    by_sev: dict[str, int] = {}
+    capped = False
+    for n, h in enumerate(spec.func(ctx), 1):
+        if n <= MAX_FINDINGS_PER_CHECK:
+            kept.append(_finding(spec, h))
+            continue
+        extra += 1
+        sev = h.severity or spec.severity
+        by_sev[sev.value] = by_sev.get(sev.value, 0) + 1
+        if worst is None or sev.rank > worst.rank:
+            worst = sev
+        if n >= MAX_HITS_COUNTED:
+            capped = True
+            break
+    if extra and worst is not None:
+        total = len(kept) + extra
+        kept.append(
+            Finding(
+                spec.id,
+                worst,
+                f"{'at least ' if capped else ''}{extra:,} more {spec.id} finding(s) like the above are not listed "
+                f"({'at least ' if capped else ''}{total:,} in all)",
+                remediation="Fix the ones listed, then run again to see the rest.",
+                details={"total": total, "shown": len(kept), "not_listed_by_severity": by_sev, "count_capped": capped},
+            )
+        )
+    return tuple(kept)
 
 
 def run_check(spec: CheckSpec, ctx: Context) -> CheckResult:
@@ -79,15 +124,19 @@ def run_check(spec: CheckSpec, ctx: Context) -> CheckResult:
             reason = ctx.availability(name)
             if reason is not None:
                 return done(Status.SKIPPED, reason=reason)
-        findings = tuple(_finding(spec, h) for h in spec.func(ctx))
+        findings = _collect(spec, ctx)
     except Unavailable as exc:
-        return done(Status.SKIPPED, reason=str(exc))
+        return done(Status.SKIPPED, reason=safe_text(str(exc)))
     except FactError as exc:
-        return done(Status.ERRORED, reason=f"{exc} (needed by {spec.id}):\n{exc.trace}")
+        return done(Status.ERRORED, reason=_trace(f"{exc} (needed by {spec.id}):\n{exc.trace}"))
     except Exception:  # noqa: BLE001 - a broken check must not stop the run
-        return done(Status.ERRORED, reason=traceback.format_exc(limit=8))
+        return done(Status.ERRORED, reason=_trace(traceback.format_exc(limit=8)))
     failed = any(f.severity is not Severity.INFO for f in findings)
     return done(Status.FAILED if failed else Status.PASSED, findings)
+
+
+def _trace(text: str) -> str:
+    return safe_text(text, MAX_MULTILINE, multiline=True)
 
 
 def run(ctx: Context, specs: Sequence[CheckSpec], policy: Policy) -> Report:
@@ -142,7 +191,7 @@ def _section(ctx: Context, name: str, fact_name: FactName) -> Mapping[str, Any] 
         init_state, outcome = ctx.state("init_outcome")
         if init_state == "value" and outcome.classified.outcome == "ok":
             value = value.with_measurement(outcome.peak_bytes, outcome.peak_source)
-    data: Mapping[str, Any] = value.to_dict()
+    data: Mapping[str, Any] = json_safe(value.to_dict(), items=MAX_SECTION_LIST)
     return data
 
 
@@ -162,7 +211,7 @@ def build_report(
             sections[name] = _section(ctx, name, fact_name)
         except Exception as exc:  # noqa: BLE001 - the report is always written
             sections[name] = None
-            errors[name] = str(exc) if str(exc).startswith("fact ") else traceback.format_exc(limit=8)
+            errors[name] = _trace(str(exc) if str(exc).startswith("fact ") else traceback.format_exc(limit=8))
     records = [CheckRecord.from_result(r) for r in results]
     ordered = [c for c in records if c.status is Status.ERRORED] + [
         c for c in records if c.status is not Status.ERRORED
@@ -171,9 +220,9 @@ def build_report(
         tool_version=__version__,
         created_at=created,
         duration_s=time.perf_counter() - started,
-        weights_dir=str(ctx.weights_dir),
-        model_config=ctx.model_config.to_dict() if ctx.model_config is not None else None,
-        options=ctx.options.to_dict(),
+        weights_dir=safe_text(str(ctx.weights_dir), 4096),
+        model_config=json_safe(ctx.model_config.to_dict()) if ctx.model_config is not None else None,
+        options=json_safe(ctx.options.to_dict()),
         fail_on=policy.fail_on,
         checks=tuple(ordered),
         findings=tuple(f for r in results for f in r.findings),
@@ -183,6 +232,7 @@ def build_report(
         integrity=sections["integrity"],
         section_errors=errors,
         interrupted=interrupted,
+        run_id=uuid.uuid4().hex,
     )
 
 
@@ -196,18 +246,19 @@ def crash_report(
     options: Mapping[str, Any] | None = None,
 ) -> Report:
     """A report for a run that could not even be carried out: every check errored with ``trace``."""
-    reason = "the run stopped before this check: " + trace
+    reason = _trace("the run stopped before this check: " + trace)
     records = tuple(CheckRecord(s.id, s.title, s.phase.value, Status.ERRORED, 0.0, reason) for s in specs)
     return Report(
         tool_version=__version__,
         created_at=_now(),
         duration_s=0.0,
-        weights_dir=weights_dir,
-        model_config=dict(model_config) if model_config is not None else None,
-        options=dict(options or {}),
+        weights_dir=safe_text(weights_dir, 4096),
+        model_config=json_safe(dict(model_config)) if model_config is not None else None,
+        options=json_safe(dict(options or {})),
         fail_on=policy.fail_on,
         checks=records,
         findings=(),
+        run_id=uuid.uuid4().hex,
     )
 
 

@@ -20,13 +20,17 @@ _UNITS = {
     "gib": 1024**3,
     "tib": 1024**4,
 }
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*$")
+_SIZE = re.compile(r"^\s*(\d{1,20}(?:\.\d{1,9})?)\s*([a-zA-Z]{0,3})\s*$")
+#: Largest size accepted (16 EiB is what a 64-bit address space holds).
+MAX_SIZE = 2**64
 
 
 def fmt_bytes(n: float | int | None) -> str:
-    """``1536`` → ``1.5 KiB``; binary units, three significant figures."""
+    """``1536`` → ``1.5 KiB``; binary units, three significant figures (integers of any size)."""
     if n is None:
         return "?"
+    if isinstance(n, int) and abs(n) >= 1024**5:
+        return f"{'-' if n < 0 else ''}{abs(n) // 1024**4:,} TiB"
     value = float(n)
     sign = "-" if value < 0 else ""
     value = abs(value)
@@ -41,7 +45,15 @@ def fmt_bytes(n: float | int | None) -> str:
 
 def parse_size(text: str) -> int:
     """``8GiB``, ``512MB``, ``1000000`` → bytes; raises ValueError naming the bad text."""
-    m = _SIZE.match(text)
+    m = _SIZE.match(text) if len(text) <= 64 else None
     if not m or m.group(2).lower() not in _UNITS:
-        raise ValueError(f"{text!r} is not a size (examples: 8GiB, 512MiB, 2000000000)")
-    return int(float(m.group(1)) * _UNITS[m.group(2).lower()])
+        shown = text if len(text) <= 40 else text[:39] + "…"
+        raise ValueError(f"{shown!r} is not a size (examples: 8GiB, 512MiB, 2000000000)")
+    whole, _, frac = m.group(1).partition(".")
+    unit = _UNITS[m.group(2).lower()]
+    value = int(whole) * unit + (int(frac) * unit // 10 ** len(frac) if frac else 0)
+    if value > MAX_SIZE:
+        raise ValueError(f"{text.strip()!r} is larger than any machine's memory (at most 16EiB)")
+    if value <= 0:
+        raise ValueError(f"{text.strip()!r} is not a positive size")
+    return value

@@ -180,21 +180,6 @@ def test_real_cpu_probe(llama: Path) -> None:
     assert not [i for i in ids(r, Severity.ERROR) if i.startswith("ENV")]
 
 
-def assert_dead(pid: int) -> None:
-    """Gone, or a zombie waiting for a reaper (PID 1 in a container may never reap orphans)."""
-    import time
-
-    for _ in range(50):
-        try:
-            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except (FileNotFoundError, ProcessLookupError):
-            return
-        if state in ("Z", "X"):
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"process {pid} is still running (state {state})")
-
-
 def _fake_python(tmp_path: Path, body: str) -> Path:
     p = tmp_path / "fake-python"
     p.write_text("#!/bin/sh\n" + body + "\n")
@@ -202,14 +187,19 @@ def _fake_python(tmp_path: Path, body: str) -> Path:
     return p
 
 
-def test_probe_timeout_kills_the_group(llama: Path, tmp_path: Path) -> None:
+def test_probe_timeout_kills_the_tree(llama: Path, tmp_path: Path) -> None:
+    import uuid
+
+    from tests.toolkit.test_containment import MARK, marked
+
+    mark = uuid.uuid4().hex
     pidfile = tmp_path / "grandchild.pid"
-    fake = _fake_python(tmp_path, f"sleep 300 & echo $! > {pidfile}\nsleep 300")
+    fake = _fake_python(tmp_path, f"setsid sleep 300 & echo $! > {pidfile}\nsleep 300")
     from npu_preflight.probe import run_probe
 
-    res = run_probe(str(fake), {}, 2)
+    res = run_probe(str(fake), {MARK: mark}, 2)
     assert res.failure and "timed out" in res.failure
-    assert_dead(int(pidfile.read_text()))
+    assert pidfile.exists() and marked(mark) == []
 
 
 def test_probe_segfault(llama: Path, tmp_path: Path) -> None:

@@ -8,13 +8,14 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from npu_preflight.cli import main
 from npu_preflight.mconfig import ModelConfig, known_keys, validate
 from npu_preflight.model import Severity
 from tests.conftest import check_folder, ids, only
+from tests.props import prop
 
 GOOD = {
     "backend_type": "atb",
@@ -232,7 +233,7 @@ values = st.one_of(
 configs = st.dictionaries(st.sampled_from([*known_keys(), "wrld_size", "x"]), values, max_size=12)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@prop(400)
 @given(configs)
 def test_random_model_configs_never_crash_and_name_paths(llama: Path, mc: dict[str, Any]) -> None:
     r = check_folder(llama, mc, env={"ASCEND_RT_VISIBLE_DEVICES": "0,1"}, select="MC,DIST,ENV")

@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from npu_preflight.formats.jsonload import JsonLoadError, loads
+from tests.props import prop
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
@@ -17,7 +18,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=3000, deadline=None)
+@prop(3000)
 @given(st.binary(max_size=256))
 def test_arbitrary_bytes_raise_only_jsonloaderror(data: bytes) -> None:
     try:
@@ -26,7 +27,7 @@ def test_arbitrary_bytes_raise_only_jsonloaderror(data: bytes) -> None:
         assert exc.kind in {"invalid", "not-utf8", "too-deep", "too-large"}
 
 
-@settings(max_examples=1000, deadline=None)
+@prop(1000)
 @given(st.text(alphabet='[]{}",:0123456789 \\abtrue', max_size=200))
 def test_structural_noise_raises_only_jsonloaderror(text: str) -> None:
     try:
@@ -35,7 +36,7 @@ def test_structural_noise_raises_only_jsonloaderror(text: str) -> None:
         pass
 
 
-@settings(max_examples=500, deadline=None)
+@prop(500)
 @given(json_values)
 def test_valid_documents_round_trip(value: object) -> None:
     assert loads(json.dumps(value).encode(), max_depth=100).value == value

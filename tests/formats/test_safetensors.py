@@ -9,10 +9,11 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from npu_preflight.formats.safetensors import DTYPE_BITS, Header, SafetensorsError, parse_header_bytes, read_header
+from tests.props import prop
 
 
 def make_file(header: dict[str, Any], data_len: int | None = None, *, pad: bool = True, extra: bytes = b"") -> bytes:
@@ -145,7 +146,7 @@ def test_unknown_format() -> None:
     assert [a.kind for a in h.anomalies] == ["UnknownFormat"]
 
 
-@settings(max_examples=3000, deadline=None)
+@prop(3000)
 @given(st.binary(max_size=300))
 def test_arbitrary_bytes_only_raise_safetensorserror(blob: bytes) -> None:
     try:
@@ -155,7 +156,7 @@ def test_arbitrary_bytes_only_raise_safetensorserror(blob: bytes) -> None:
     h.layout_problems()
 
 
-@settings(max_examples=2000, deadline=None)
+@prop(2000)
 @given(st.binary(max_size=200), st.integers(min_value=0, max_value=2**64 - 1))
 def test_arbitrary_length_prefix(body: bytes, n: int) -> None:
     blob = struct.pack("<Q", n) + body
@@ -184,7 +185,7 @@ def _layout(tensors: list[tuple[str, str, list[int]]]) -> dict[str, Any]:
     return hdr
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@prop(300)
 @given(tensor_lists, st.integers(-3, 3), st.sampled_from(["none", "truncate", "shift", "resize"]))
 def test_agrees_with_the_safetensors_library(
     tmp_path: Path, tensors: list[tuple[str, str, list[int]]], delta: int, mutation: str

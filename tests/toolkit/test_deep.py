@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from npu_preflight.cli import main
@@ -22,6 +22,7 @@ from npu_preflight.deep import TensorStats
 from npu_preflight.model import Severity
 from tests.conftest import PYTHON, REPO, check_folder, cli_env, only
 from tests.factory import fix_config
+from tests.props import prop
 
 DEEP = RunOptions(static=True, deep=True)
 
@@ -115,7 +116,7 @@ def test_f8_and_integer_and_unscanned(llama: Path) -> None:
     assert r.integrity["not_scanned_dtypes"] == ["F4"]
 
 
-@settings(max_examples=200, deadline=None)
+@prop(200)
 @given(st.lists(st.floats(width=32, allow_nan=True, allow_infinity=True), min_size=1, max_size=50), st.integers(1, 17))
 def test_scan_matches_numpy_for_any_split(values: list[float], step: int) -> None:
     arr = np.array(values, np.float32)

@@ -14,7 +14,6 @@ from npu_preflight.model import Severity
 from npu_preflight.sandbox import InitOutcome
 from npu_preflight.sandbox.classify import classify_text
 from npu_preflight.units import parse_size
-from tests.checks.test_environment import assert_dead
 from tests.conftest import MINDIE_MC, REPO, check_folder, only
 
 MC = {**MINDIE_MC, "max_seq_len": 256, "max_batch_size": 1}
@@ -81,11 +80,17 @@ def test_segfault(llama: Path) -> None:
 
 @pytest.mark.slow
 def test_hang_times_out_and_kills_grandchildren(llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pidfile = tmp_path / "pid"
-    monkeypatch.setenv("PREFLIGHT_TEST_PIDFILE", str(pidfile))
+    import uuid
+
+    from tests.toolkit.test_containment import MARK, marked
+
+    mark = uuid.uuid4().hex
+    monkeypatch.setenv("PREFLIGHT_TEST_PIDFILE", str(tmp_path / "pid"))
+    monkeypatch.setenv(MARK, mark)
     o = init(llama, generator="tests.sandbox_factories:hang", timeout=8)
     assert o.classified.outcome == "timeout"
-    assert_dead(int(pidfile.read_text()))
+    assert (tmp_path / "pid").exists()  # the grandchild had started
+    assert marked(mark) == []
 
 
 @pytest.mark.slow

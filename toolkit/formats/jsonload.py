@@ -40,6 +40,8 @@ class Loaded:
 
     value: Any
     duplicates: list[str] = field(default_factory=list)
+    #: (key, first value, later value) for duplicates whose values differ
+    conflicts: list[tuple[str, Any, Any]] = field(default_factory=list)
 
 
 def _reject_constant(name: str) -> Any:
@@ -88,12 +90,15 @@ def loads(
     if len(text) <= PRESCAN_LIMIT and _depth_exceeds(text, max_depth):
         raise JsonLoadError("too-deep", f"nested deeper than {max_depth} levels")
     duplicates: list[str] = []
+    conflicts: list[tuple[str, Any, Any]] = []
 
     def pairs_hook(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for k, v in pairs:
             if k in out:
                 duplicates.append(k)
+                if out[k] != v:
+                    conflicts.append((k, out[k], v))
             out[k] = v
         return out
 
@@ -109,7 +114,7 @@ def loads(
         raise JsonLoadError("too-deep", "nested too deeply to parse") from None
     except ValueError as exc:  # JSONDecodeError and the int-digits limit both derive from it
         raise JsonLoadError("invalid", str(exc)) from None
-    return Loaded(value, duplicates)
+    return Loaded(value, duplicates, conflicts)
 
 
 def load_file(

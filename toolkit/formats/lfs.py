@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from npu_preflight.formats.files import FileReadError, read_head
 
 MAX_POINTER_BYTES = 1024
 _SPEC = b"version https://git-lfs.github.com/spec/"
@@ -32,11 +33,9 @@ def parse_pointer(data: bytes) -> LfsPointer | None:
 
 
 def read_pointer(path: Path) -> LfsPointer | None:
-    """Read ``path`` as a pointer if it is small enough to be one; OS errors give None."""
+    """Read a regular file as a pointer if it is small enough to be one; anything else gives None."""
     try:
-        if os.stat(path).st_size > MAX_POINTER_BYTES:
-            return None
-        with open(path, "rb") as fh:
-            return parse_pointer(fh.read(MAX_POINTER_BYTES + 1))
-    except OSError:
+        data, size = read_head(path, MAX_POINTER_BYTES + 1)
+    except FileReadError:
         return None
+    return parse_pointer(data) if size <= MAX_POINTER_BYTES else None

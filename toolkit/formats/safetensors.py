@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from npu_preflight.formats.files import FileReadError, open_regular, read_fd
 from npu_preflight.formats.jsonload import JsonLoadError, loads
 
 MAX_HEADER_BYTES = 100_000_000
@@ -213,10 +214,28 @@ def parse_header_bytes(prefix: bytes, file_size: int) -> Header:
     doc = loaded.value
     if not isinstance(doc, dict):
         raise SafetensorsError("InvalidHeaderDeserialization", f"header is a JSON {type(doc).__name__}, not an object")
+
+    def _span(e: Any) -> Any:
+        return tuple(str(e.get(f)) for f in ("dtype", "shape", "data_offsets")) if isinstance(e, dict) else None
+
+    # A conflict is two entries that would load different bytes (an extra unknown field is not one).
+    conflicts = [(k, a, b) for k, a, b in loaded.conflicts if _span(a) is not None and _span(a) != _span(b)]
+    conflicting = {k for k, _, _ in conflicts}
     anomalies: list[Problem] = [
         Problem("DuplicateKey", f"key {k!r} appears more than once (the last one wins)", k or None)
-        for k in loaded.duplicates
+        for k in dict.fromkeys(loaded.duplicates)
+        if k not in conflicting
     ]
+    for k, first, last in conflicts:
+        if isinstance(last, dict) and k in doc and k != "__metadata__":
+            anomalies.append(
+                Problem(
+                    "DuplicateKeyConflict",
+                    f"tensor {k!r} is listed twice with different entries — first {_entry(first)}, then "
+                    f"{_entry(last)}: the safetensors library loads the last, a first-wins reader the first",
+                    k or None,
+                )
+            )
     if n % 8:
         anomalies.append(Problem("UnalignedHeader", f"header length {n} is not a multiple of 8"))
     metadata: dict[str, Any] | None = None
@@ -244,6 +263,19 @@ def parse_header_bytes(prefix: bytes, file_size: int) -> Header:
             continue
         tensors[name] = _tensor(name, entry, anomalies)
     return Header(n, file_size, tensors, metadata, has_meta, tuple(anomalies))
+
+
+def _entry(e: dict[str, Any]) -> str:
+    """A header entry in words: dtype, shape and byte range."""
+    offs = e.get("data_offsets")
+    span = (
+        f"bytes [{offs[0]:,}, {offs[1]:,})"
+        if isinstance(offs, list)
+        and len(offs) == 2
+        and all(isinstance(o, int) and not isinstance(o, bool) and 0 <= o <= U64_MAX for o in offs)
+        else f"data_offsets {str(offs)[:40]}"
+    )
+    return f"{str(e.get('dtype'))[:12]} {str(e.get('shape'))[:60]} at {span}"
 
 
 def _tensor(name: str, entry: Any, anomalies: list[Problem]) -> TensorInfo:
@@ -275,15 +307,17 @@ def _tensor(name: str, entry: Any, anomalies: list[Problem]) -> TensorInfo:
 
 
 def read_header(path: Path) -> Header:
-    """Read only the header of a safetensors file (8 + N bytes), whatever its size."""
+    """Read only the header of a regular safetensors file (8 + N bytes), whatever its size."""
     try:
-        size = os.stat(path).st_size
-        with open(path, "rb") as fh:
-            head = fh.read(8)
+        with open_regular(path) as fd:
+            size = os.fstat(fd).st_size
+            head = read_fd(fd, 8)
             if len(head) == 8:
                 (n,) = struct.unpack("<Q", head)
                 if n <= MAX_HEADER_BYTES and 8 + n <= size:
-                    head += fh.read(n)
+                    head += read_fd(fd, n, 8)
+    except FileReadError as exc:
+        raise SafetensorsError("Unreadable", exc.message) from None
     except OSError as exc:
         raise SafetensorsError("Unreadable", exc.strerror or str(exc)) from None
     return parse_header_bytes(head, size)

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from npu_preflight.proc import ProcOutcome, run_isolated, tail
+from npu_preflight.proc import ProcOutcome, run_supervised, tail
 
 SCRIPT = Path(__file__).with_name("probe_script.py")
 
@@ -160,8 +160,9 @@ class ProbeResult:
 def run_probe(
     python: str | None, env: Mapping[str, str], timeout: float, tokenizer_json: Path | None = None
 ) -> ProbeResult:
-    """Run the probe under ``python`` (default: this interpreter) with the user's environment; never
-    raises for anything the child does."""
+    """Run the probe under ``python`` (default: this interpreter) with the user's environment,
+    contained like the init; never raises for anything the child does (Ctrl-C propagates once the
+    probe's tree is gone)."""
     python = python or sys.executable
     with tempfile.TemporaryDirectory(prefix="preflight-probe-") as tmp:
         t = Path(tmp)
@@ -170,15 +171,20 @@ def run_probe(
         child_env = dict(env)
         child_env.setdefault("HF_HUB_OFFLINE", "1")
         child_env.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
-            outcome = run_isolated(cmd, env=child_env, timeout=timeout, stdout_path=t / "out", stderr_path=t / "err")
-        except OSError as exc:
-            return ProbeResult({}, None, failure=f"cannot start {python}: {exc.strerror or exc}", python=python)
-        err_tail = tail(t / "err", 4000)
+        outcome = run_supervised(cmd, env=child_env, timeout=timeout, workdir=t)
+        err_tail = tail(t / "stderr", 4000)
+        if outcome.interrupted:
+            raise KeyboardInterrupt
+        if outcome.supervisor_failure:
+            return ProbeResult({}, outcome, err_tail, outcome.supervisor_failure, python)
         if outcome.timed_out:
             return ProbeResult({}, outcome, err_tail, f"timed out after {timeout:.0f}s", python)
         if outcome.signal is not None:
             return ProbeResult({}, outcome, err_tail, f"crashed with {outcome.signal_name}", python)
+        if outcome.returncode == 127 and "cannot start the child" in err_tail:
+            return ProbeResult(
+                {}, outcome, err_tail, f"cannot start {python}: {err_tail.strip().splitlines()[-1]}", python
+            )
         data, why = read_probe_result(out)
         if data is None:
             return ProbeResult({}, outcome, err_tail, f"exited {outcome.returncode} {why}", python)

@@ -1,8 +1,10 @@
-"""The sandboxed init child: ``python child.py REQUEST.json RESULT.json EVENTS.jsonl``.
+"""The sandboxed init child: ``python child.py REQUEST.json RESULT.json`` (events on fd 3).
 
 Stdlib-only so it runs under the deployment's interpreter (``--python``) even where the toolkit is
-not installed. It loads the generator adapter by file path, streams progress events as JSON lines
-(so a killed child still tells how far it got), catches every exception and writes a result file.
+not installed. It loads the generator adapter by file path, streams progress events as JSON lines on
+file descriptor 3 (a pipe the sandbox supervisor reads: a killed child still tells how far it got),
+catches every exception, writes a result file and exits 0 — the only exit after which the tool
+believes the result.
 """
 
 import importlib
@@ -27,8 +29,11 @@ def emit(stage, done=None, total=None, **extra):
     event = {"stage": stage, "done": done, "total": total, "t": round(now, 3)}
     event.update(extra)
     if EVENTS is not None:
-        EVENTS.write(json.dumps(event, default=str) + "\n")
-        EVENTS.flush()
+        try:
+            EVENTS.write(json.dumps(event, default=str) + "\n")
+            EVENTS.flush()
+        except (OSError, ValueError):
+            pass
 
 
 def load_adapter(request):
@@ -54,10 +59,13 @@ def load_adapter(request):
 
 def main():
     global EVENTS
-    req_path, result_path, events_path = sys.argv[1:4]
+    req_path, result_path = sys.argv[1:3]
     with open(req_path, encoding="utf-8") as fh:
         request = json.load(fh)
-    EVENTS = open(events_path, "a", encoding="utf-8")
+    try:
+        EVENTS = os.fdopen(3, "w", encoding="utf-8")
+    except OSError:
+        EVENTS = None
     result = {"outcome": "ok", "stage": None, "error": None, "stages": STAGES, "data": {}}
     t0 = time.time()
     try:
@@ -87,8 +95,11 @@ if __name__ == "__main__":
     main()
     # The result is on disk: skip the interpreter's teardown of torch and friends (about a second
     # of module finalisation that the parent would otherwise wait for).
-    sys.stdout.flush()
-    sys.stderr.flush()
-    if EVENTS is not None:
-        EVENTS.close()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        if EVENTS is not None:
+            EVENTS.close()
+    except (OSError, ValueError):
+        pass
     os._exit(0)

@@ -1,0 +1,315 @@
+"""Properties of every parser of untrusted bytes: whatever the input, each returns a value or raises
+its own error type — never anything else — and the pickle scanner resolves exactly the globals the
+real unpickler would."""
+
+from __future__ import annotations
+
+import _compat_pickle
+import collections
+import datetime
+import decimal
+import fractions
+import io
+import json
+import pickle
+import struct
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from npu_preflight.formats import pickle_scan
+from npu_preflight.formats.index import IndexFormatError, read_index
+from npu_preflight.formats.lfs import parse_pointer
+from npu_preflight.formats.pickle_scan import ScanResult, ViewSource, decode_stream, scan_buffer
+from npu_preflight.formats.tokenizer import TokenizerFormatError, read_json_object, read_tokenizer_json
+from npu_preflight.mconfig import INTEGER_KEYS, ModelConfig, coerce, known_keys, schema
+from tests.props import prop
+
+json_scalars = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20)
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+def _write(tmp: Path, data: bytes) -> Path:
+    p = tmp / "f.json"
+    p.write_bytes(data)
+    return p
+
+
+# -- the shard index ---------------------------------------------------------------------------
+
+
+@prop(400)
+@given(st.binary(max_size=300))
+def test_index_bytes(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    p = _write(tmp_path_factory.mktemp("i"), data)
+    try:
+        read_index(p)
+    except IndexFormatError:
+        pass
+
+
+index_docs = st.fixed_dictionaries(
+    {},
+    optional={
+        "metadata": st.one_of(json_values, st.fixed_dictionaries({"total_size": json_values})),
+        "weight_map": st.one_of(json_values, st.dictionaries(st.text(max_size=20), json_values, max_size=5)),
+    },
+)
+
+
+@prop(400)
+@given(index_docs, st.sampled_from(["", "1e400", "-1", "1.5e10", "NaN"]))
+def test_index_documents(tmp_path_factory: pytest.TempPathFactory, doc: dict[str, Any], total: str) -> None:
+    text = json.dumps(doc)
+    if total and isinstance(doc.get("metadata"), dict):
+        text = text.replace('"total_size": ', f'"total_size": {total}, "x": ', 1)
+    p = _write(tmp_path_factory.mktemp("i"), text.encode())
+    try:
+        idx = read_index(p)
+    except IndexFormatError:
+        return
+    assert all(isinstance(k, str) and isinstance(v, str) and v for k, v in idx.weight_map.items())
+    assert idx.total_size is None or (isinstance(idx.total_size, int) and idx.total_size >= 0)
+
+
+# -- tokenizer files ---------------------------------------------------------------------------
+
+tokenizer_docs = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.one_of(
+            json_values,
+            st.fixed_dictionaries(
+                {"vocab": st.one_of(json_values, st.dictionaries(st.text(max_size=8), json_values, max_size=8))},
+                optional={"type": json_values},
+            ),
+        ),
+        "added_tokens": st.one_of(
+            json_values,
+            st.lists(st.fixed_dictionaries({}, optional={"content": json_values, "id": json_values}), max_size=4),
+        ),
+    },
+)
+
+
+@prop(400)
+@given(st.one_of(tokenizer_docs.map(lambda d: json.dumps(d).encode()), st.binary(max_size=200)))
+def test_tokenizer_json(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    p = _write(tmp_path_factory.mktemp("t"), data)
+    try:
+        info = read_tokenizer_json(p)
+    except TokenizerFormatError:
+        return
+    assert info.size == info.max_id + 1 and all(isinstance(i, int) and i >= 0 for i in info.token_to_id.values())
+
+
+@prop(300)
+@given(st.one_of(json_values.map(lambda v: json.dumps(v).encode()), st.binary(max_size=200)))
+def test_small_json_objects(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
+    p = _write(tmp_path_factory.mktemp("o"), data)
+    try:
+        assert isinstance(read_json_object(p), dict)
+    except TokenizerFormatError:
+        pass
+
+
+# -- Git LFS pointers ----------------------------------------------------------------------------
+
+
+@prop(500)
+@given(st.binary(max_size=1100))
+def test_lfs_pointer_bytes(data: bytes) -> None:
+    res = parse_pointer(data)
+    assert res is None or (res.oid is None or len(res.oid) == 64)
+
+
+@prop(300)
+@given(st.text(alphabet="0123456789abcdef", min_size=64, max_size=64), st.integers(0, 2**63), st.text(max_size=40))
+def test_lfs_pointer_round_trip(oid: str, size: int, junk: str) -> None:
+    text = f"version https://git-lfs.github.com/spec/v1\noid sha256:{oid}\nsize {size}\n{junk}"
+    data = text.encode("utf-8", "surrogatepass")
+    assume(len(data) <= 1024)
+    res = parse_pointer(data)
+    assert res is not None and res.oid == oid and res.size == size
+
+
+# -- the pickle scanner ----------------------------------------------------------------------------
+
+
+@prop(1500)
+@given(st.binary(max_size=400), st.booleans())
+def test_scanner_any_bytes(data: bytes, required: bool) -> None:
+    res = scan_buffer(data, "f", required=required)
+    assert isinstance(res, ScanResult)
+
+
+class _Stub:
+    """Stands in for every class and function the stream names: accepts any call or mutation."""
+
+    def __init__(self, *a: Any, **k: Any) -> None:
+        pass
+
+    def __setstate__(self, state: Any) -> None:
+        pass
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        pass
+
+    def append(self, value: Any) -> None:
+        pass
+
+    def extend(self, values: Any) -> None:
+        pass
+
+    def add(self, value: Any) -> None:
+        pass
+
+
+class _Recorder(pickle._Unpickler):  # the pure-Python unpickler: same rules as _pickle, exposes proto
+    """The real unpickler, recording every module and name it would import (after its own
+    Python 2 renaming) and returning a harmless stand-in."""
+
+    def __init__(self, data: bytes) -> None:
+        super().__init__(io.BytesIO(data))
+        self.seen: list[tuple[str, str]] = []
+
+    def find_class(self, module: str, name: str) -> Any:
+        if self.proto < 3 and self.fix_imports:  # what pickle.Unpickler.find_class does first
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            elif module in _compat_pickle.IMPORT_MAPPING:
+                module = _compat_pickle.IMPORT_MAPPING[module]
+        self.seen.append((module, name))
+        return _Stub
+
+    def persistent_load(self, pid: Any) -> Any:
+        return None
+
+
+def _real_globals(data: bytes) -> list[tuple[str, str]]:
+    r = _Recorder(data)
+    r.load()
+    return r.seen
+
+
+objects = st.recursive(
+    st.one_of(
+        st.none(),
+        st.booleans(),
+        st.integers(),
+        st.floats(allow_nan=False),
+        st.text(max_size=10),
+        st.binary(max_size=10),
+        st.builds(fractions.Fraction, st.integers(), st.integers(1, 100)),
+        st.builds(decimal.Decimal, st.integers()),
+        st.dates(),
+        st.builds(datetime.timedelta, st.integers(-1000, 1000)),
+    ),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.frozensets(st.integers(), max_size=3)
+        | st.sets(st.integers(), max_size=3)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=4).map(collections.OrderedDict)
+        | st.dictionaries(st.integers(), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@prop(600)
+@given(objects, st.integers(0, 5))
+def test_scanner_resolves_exactly_the_globals_the_unpickler_does(obj: Any, protocol: int) -> None:
+    data = pickle.dumps(obj, protocol=protocol)
+    rep = decode_stream(ViewSource(data), "x")
+    assert rep.error is None and rep.end == len(data)
+    assert [tuple(g) for g in rep.globals] == _real_globals(data)
+
+
+@pytest.mark.parametrize("payload", ["decoy_pops", "memo_drift", "proto0_inst"])
+def test_scanner_matches_the_unpickler_on_the_hostile_payloads(payload: str, tmp_path: Path) -> None:
+    from tests import test_hostile
+
+    data = getattr(test_hostile, payload)(tmp_path / "never")
+    rep = decode_stream(ViewSource(data), "x")
+    real = _real_globals(data)
+    assert [tuple(g) for g in rep.globals] == real and real[0][1] == "system"
+    assert rep.unsafe
+
+
+@prop(800)
+@given(objects, st.integers(2, 5), st.data())
+def test_scanner_on_mutated_pickles(obj: Any, protocol: int, data: st.DataObject) -> None:
+    raw = bytearray(pickle.dumps(obj, protocol=protocol))
+    for _ in range(data.draw(st.integers(1, 4))):
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] = data.draw(st.integers(0, 255))
+    res = scan_buffer(bytes(raw), "f", required=True)
+    assert isinstance(res, ScanResult)
+
+
+plain_data = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=10), st.binary(max_size=10)),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.tuples(inner, inner)
+        | st.frozensets(st.integers(), max_size=3)
+        | st.sets(st.integers(), max_size=3)
+        | st.dictionaries(st.text(max_size=5), inner, max_size=4).map(collections.OrderedDict)
+        | st.dictionaries(st.integers(), inner, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@prop(200)
+@given(plain_data)
+def test_plain_data_pickles_are_safe(obj: Any) -> None:
+    for protocol in (2, 4):
+        res = scan_buffer(pickle.dumps(obj, protocol=protocol), "f", required=True)
+        assert res.safe, [(p.unsafe, p.calls, p.error) for p in res.pickles]
+
+
+def test_huge_arguments_are_skipped_not_read() -> None:
+    n = 200 * 1024 * 1024
+    data = b"\x80\x04\x8e" + struct.pack("<Q", n)  # BINBYTES8 claiming 200 MiB, then nothing
+    rep = decode_stream(ViewSource(data), "x")
+    assert rep.error is not None and "ends inside" in rep.error
+    assert pickle_scan.MAX_INLINE_ARG < n
+
+
+# -- model_config coercion ---------------------------------------------------------------------------
+
+values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**30), 10**30),
+    st.text(max_size=12),
+    st.text(alphabet="0123456789-_ ①²٣", max_size=8),
+    st.floats(),
+    st.lists(st.integers(), max_size=3),
+)
+
+
+@prop(600)
+@given(st.dictionaries(st.sampled_from([*known_keys(), "x", "_private"]), values, max_size=14))
+def test_model_config_coercion(raw: dict[str, Any]) -> None:
+    c = coerce(raw)
+    assert set(c) == set(raw)
+    mc = ModelConfig.from_mapping(raw)
+    props = schema()["properties"]
+    for key in INTEGER_KEYS:
+        v = mc.integer(key)
+        lo, hi = props[key]["minimum"], props[key]["maximum"]  # every integer key is bounded both ways
+        assert v is None or (isinstance(v, int) and not isinstance(v, bool) and lo <= v <= hi)
+    assert mc.block_size >= 1 and (mc.world_size is None or 1 <= mc.world_size <= 1048576)
+    json.dumps(mc.for_generator(), default=str)

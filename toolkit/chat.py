@@ -1,0 +1,175 @@
+"""Rendering chat templates from the weights folder, in a child process with time and memory limits.
+
+A chat template is code from the folder: Jinja2's immutable sandbox stops it from touching Python
+objects, but not from looping ``range(100000)`` inside ``range(100000)`` or building a 4 GB
+string. So templates render in a forked child (fast: Jinja2 is already imported) with
+``RLIMIT_AS`` and ``RLIMIT_CPU`` set and a wall-clock deadline; the parent reads at most a small
+JSON result from a pipe and kills the child if it overstays.
+
+Each template is tried with several conversation shapes, as transformers' users send them: some
+templates refuse a system turn on purpose (Mistral's ``raise_exception('Conversation roles must
+alternate user/assistant/user/assistant/...')``), so a template passes when any shape renders.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import select
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+TIMEOUT_S = 5.0
+MEMORY_BYTES = 512 * 1024 * 1024
+MAX_RESULT = 256 * 1024
+
+SHAPES: dict[str, list[dict[str, str]]] = {
+    "system, user, assistant, user": [
+        {"role": "system", "content": "You are helpful."},
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Hi."},
+        {"role": "user", "content": "Bye"},
+    ],
+    "user, assistant, user": [
+        {"role": "user", "content": "Hello"},
+        {"role": "assistant", "content": "Hi."},
+        {"role": "user", "content": "Bye"},
+    ],
+    "user": [{"role": "user", "content": "Hello"}],
+}
+
+
+@dataclass(frozen=True)
+class RenderResult:
+    """One template: the conversation shapes that rendered, and why the others did not."""
+
+    ok_shapes: tuple[str, ...]
+    errors: Mapping[str, str]
+    limit: str | None = None  # "time" or "memory" when the child hit a limit
+
+    @property
+    def ok(self) -> bool:
+        """At least one conversation shape rendered."""
+        return bool(self.ok_shapes)
+
+
+def _render_all(templates: Mapping[str, str], tokens: Mapping[str, str | None]) -> dict[str, Any]:
+    from jinja2.exceptions import TemplateError
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    def raise_exception(message: str) -> None:
+        raise TemplateError(message)
+
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+    env.globals["raise_exception"] = raise_exception
+    out: dict[str, Any] = {}
+    for name, text in templates.items():
+        ok: list[str] = []
+        errors: dict[str, str] = {}
+        try:
+            tpl = env.from_string(text)
+        except Exception as exc:  # noqa: BLE001 - any template failure is the result
+            out[name] = {"ok": [], "errors": {"(parse)": f"{type(exc).__name__}: {exc}"[:500]}}
+            continue
+        for shape, messages in SHAPES.items():
+            try:
+                tpl.render(messages=messages, add_generation_prompt=True, tools=None, **tokens)
+                ok.append(shape)
+            except MemoryError:
+                raise
+            except Exception as exc:  # noqa: BLE001
+                errors[shape] = f"{type(exc).__name__}: {exc}"[:500]
+        out[name] = {"ok": ok, "errors": errors}
+    return out
+
+
+def _vm_size() -> int:
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def render_templates(
+    templates: Mapping[str, str],
+    tokens: Mapping[str, str | None],
+    timeout: float = TIMEOUT_S,
+    memory: int = MEMORY_BYTES,
+) -> dict[str, RenderResult]:
+    """Render each template with every conversation shape, each template in its own limited child
+    (one runaway template cannot hide the result of another)."""
+    return {name: _render_one(name, text, tokens, timeout, memory) for name, text in templates.items()}
+
+
+def _render_one(name: str, text: str, tokens: Mapping[str, str | None], timeout: float, memory: int) -> RenderResult:
+    r, w = os.pipe()
+    base = _vm_size()
+    pid = os.fork()
+    if pid == 0:  # the child: limits, render, one write, exit without cleanup
+        code = 0
+        try:
+            os.close(r)
+            if base:
+                resource.setrlimit(resource.RLIMIT_AS, (base + memory, base + memory))
+            cpu = int(timeout) + 1
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+            try:
+                result: dict[str, Any] = _render_all({name: text}, tokens)[name]
+            except MemoryError:
+                result = {"limit": "memory"}
+            data = json.dumps(result).encode("utf-8", "backslashreplace")[:MAX_RESULT]
+            while data:
+                data = data[os.write(w, data) :]
+        except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(w)
+    chunks: list[bytes] = []
+    size = 0
+    deadline = time.monotonic() + timeout
+    timed_out = False
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                timed_out = True
+                break
+            ready, _, _ = select.select([r], [], [], left)
+            if not ready:
+                continue
+            chunk = os.read(r, 65536)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size <= MAX_RESULT:
+                chunks.append(chunk)
+    finally:
+        os.close(r)
+        if timed_out:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        _, status = os.waitpid(pid, 0)
+    if timed_out or (os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL)):
+        return RenderResult((), {"(all)": f"rendering took longer than {timeout:.0f}s"}, "time")
+    try:
+        doc = json.loads(b"".join(chunks))
+    except ValueError:
+        doc = None
+    if not isinstance(doc, dict) or doc.get("limit") == "memory":
+        if isinstance(doc, dict) or os.WIFSIGNALED(status) or os.WEXITSTATUS(status) != 0:
+            return RenderResult((), {"(all)": f"rendering needed more than {memory // 2**20} MiB of memory"}, "memory")
+        return RenderResult((), {"(all)": "the renderer returned no result"})
+    ok = tuple(str(s) for s in doc.get("ok") or [] if isinstance(s, str))
+    errors = {str(k): str(v) for k, v in (doc.get("errors") or {}).items()}
+    return RenderResult(ok, errors)
