@@ -31,7 +31,14 @@ def _loc(ctx: Context, tensor: str, key: str | None = None) -> Location:
     return Location(file=t.file if t else None, tensor=tensor, key=key)
 
 
-@check("ARCH001", "embedding rows cover vocab_size", Severity.ERROR, requires=("architecture",))
+@check(
+    "ARCH001",
+    "embedding rows cover vocab_size",
+    Severity.ERROR,
+    requires=("architecture",),
+    backend="any",
+    source="the embedding lookup of every runtime (transformers nn.Embedding, MindIE TensorEmbedding): an id ≥ rows is out of range",
+)
 def embedding_rows(ctx: Context) -> Iterator[Hit]:
     """Token ids index the embedding (and lm_head) rows. Fewer rows than ``vocab_size`` means some
     ids read past the table — a device-side crash or garbage; more rows is normal padding.
@@ -63,7 +70,14 @@ def embedding_rows(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("ARCH002", "every layer and tensor config.json implies is present", Severity.ERROR, requires=("architecture",))
+@check(
+    "ARCH002",
+    "every layer and tensor config.json implies is present",
+    Severity.ERROR,
+    requires=("architecture",),
+    backend="any",
+    source="transformers from_pretrained (missing keys), MindIE atb_llm/utils/weights.py get_tensor (missing tensor fails the load)",
+)
 def layers_present(ctx: Context) -> Iterator[Hit]:
     """``num_hidden_layers`` decoder layers, each with its attention and MLP tensors, must be in the
     weights; a missing tensor fails the load, or (in some servers) stays randomly initialised.
@@ -73,7 +87,7 @@ def layers_present(ctx: Context) -> Iterator[Hit]:
     Fix: download the missing shard(s), or correct num_hidden_layers.
     """
     fam, d = ctx.architecture
-    cfg = ctx.text_config
+    cfg = ctx.effective_config.values
     names = frozenset(ctx.tensors)
     experts = expert_limit(names)
     present = {int(m.group(1)) for n in names if (m := _LAYER.search(n))}
@@ -134,7 +148,7 @@ def layers_present(ctx: Context) -> Iterator[Hit]:
 
 def _shape_hits(ctx: Context, attention: bool) -> Iterator[Hit]:
     fam, d = ctx.architecture
-    cfg = ctx.text_config
+    cfg = ctx.effective_config.values
     names = frozenset(ctx.tensors)
     attn_keys = set(expected_attention(fam, d, cfg))
     experts = expert_limit(names)
@@ -169,6 +183,8 @@ def _shape_hits(ctx: Context, attention: bool) -> Iterator[Hit]:
     "attention shapes match hidden_size, heads, KV heads and head_dim",
     Severity.ERROR,
     requires=("architecture",),
+    backend="any",
+    source="each family's modeling code in transformers (schemas/transformers_models.json names the families) and MindIE atb_llm/models",
 )
 def attention_shapes(ctx: Context) -> Iterator[Hit]:
     """q/k/v/o projections are sized by ``hidden_size``, ``num_attention_heads``,
@@ -182,7 +198,14 @@ def attention_shapes(ctx: Context) -> Iterator[Hit]:
     yield from _shape_hits(ctx, attention=True)
 
 
-@check("ARCH004", "MLP shapes match intermediate_size", Severity.ERROR, requires=("architecture",))
+@check(
+    "ARCH004",
+    "MLP shapes match intermediate_size",
+    Severity.ERROR,
+    requires=("architecture",),
+    backend="any",
+    source="each family's modeling code in transformers and MindIE atb_llm/models (MLP and expert shapes)",
+)
 def mlp_shapes(ctx: Context) -> Iterator[Hit]:
     """gate/up/down projections are sized by ``intermediate_size`` (MoE experts by
     ``moe_intermediate_size``); a mismatch fails the load with a size mismatch.
@@ -194,11 +217,20 @@ def mlp_shapes(ctx: Context) -> Iterator[Hit]:
     yield from _shape_hits(ctx, attention=False)
 
 
-@check("ARCH005", "lm_head agrees with tie_word_embeddings", Severity.ERROR, requires=("architecture",))
+@check(
+    "ARCH005",
+    "lm_head agrees with tie_word_embeddings",
+    Severity.ERROR,
+    requires=("architecture",),
+    backend="any",
+    source="transformers PreTrainedModel.tie_weights and each family's config defaults (schemas/transformers_models.json)",
+)
 def lm_head_tie(ctx: Context) -> Iterator[Hit]:
     """With ``tie_word_embeddings`` false the output projection must be stored; some servers then
     silently use an uninitialised lm_head and produce garbage. When tied, a stored lm_head is
-    ignored (wasted bytes) or, in some loaders, used instead of the embedding.
+    ignored (wasted bytes) or, in some loaders, used instead of the embedding. A config.json
+    without the key gets its family's default, as transformers' config class defines it (gemma,
+    gemma2 and gemma3 tie by default; llama does not).
 
     Bad: ``"tie_word_embeddings": false`` and no ``lm_head.weight``.
     Good: tied with no lm_head, or untied with lm_head present.
@@ -206,19 +238,26 @@ def lm_head_tie(ctx: Context) -> Iterator[Hit]:
     """
     fam, d = ctx.architecture
     present = fam.lm_head in ctx.tensors
+    mt = ctx.effective_config.values.get("model_type")
+    said = (
+        f"tie_word_embeddings is {str(d.tie).lower()} (config.json omits it; that is {mt}'s default in transformers)"
+        if d.tie_from_default
+        else f"config.json tie_word_embeddings is {str(d.tie).lower()}"
+    )
     if not d.tie and not present:
         yield Hit(
-            f"{fam.lm_head} is missing while config.json tie_word_embeddings is false: the output "
-            "projection would be uninitialised (garbage output) or the load fails",
+            f"{fam.lm_head} is missing while {said}: the output projection would be uninitialised (garbage "
+            "output) or the load fails",
             'Set "tie_word_embeddings": true if the model shares its embedding, else restore the lm_head shard.',
             Location(tensor=fam.lm_head, key="config.json:tie_word_embeddings"),
+            {"tie": d.tie, "from_default": d.tie_from_default},
         )
     elif d.tie and present:
         yield Hit(
-            f"{fam.lm_head} is stored although config.json tie_word_embeddings is true; it is ignored "
-            "(or used instead of the embedding by some loaders)",
+            f"{fam.lm_head} is stored although {said}; it is ignored (or used instead of the embedding by some loaders)",
             'Set "tie_word_embeddings": false if the stored lm_head is meant to be used, else drop it.',
             _loc(ctx, fam.lm_head, "config.json:tie_word_embeddings"),
+            {"tie": d.tie, "from_default": d.tie_from_default},
             severity=Severity.WARNING,
         )
 
@@ -226,7 +265,14 @@ def lm_head_tie(ctx: Context) -> Iterator[Hit]:
 _EXPERT = re.compile(r"\.experts\.(\d+)\.")
 
 
-@check("ARCH006", "MoE expert count matches the config", Severity.ERROR, requires=("architecture",))
+@check(
+    "ARCH006",
+    "MoE expert count matches the config",
+    Severity.ERROR,
+    requires=("architecture",),
+    backend="any",
+    source="transformers MoE blocks (Mixtral, Qwen2/3-MoE, DeepSeek-V2/V3): router rows = experts",
+)
 def expert_count(ctx: Context) -> Iterator[Hit]:
     """MoE configs declare how many experts each layer routes to (``num_local_experts``,
     ``n_routed_experts``); the router's output size and the stored experts must agree.
@@ -255,17 +301,25 @@ def expert_count(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("ARCH007", "the architecture is one the structural checks know", Severity.INFO, requires=("config", "tensors"))
+@check(
+    "ARCH007",
+    "the architecture is one the structural checks know",
+    Severity.INFO,
+    requires=("config", "tensors"),
+    backend="preflight",
+    source="npu_preflight/arch.py FAMILIES (tensor names checked against transformers on the meta device, tests/test_vendor_configs.py)",
+)
 def architecture_known(ctx: Context) -> Iterator[Hit]:
-    """Structural checks need each family's tensor naming. Known: Llama, Mistral, Qwen2/2.5/3,
-    Baichuan, InternLM2, ChatGLM/GLM, DeepSeek-V2/V3, Mixtral, and any folder named like Llama.
-    Others are not guessed at: this note says the structural checks were skipped.
+    """Structural checks need each family's tensor naming. Known: Llama 2/3.x, Mistral, Mixtral,
+    Qwen2/2.5, Qwen3, Qwen2-MoE, Qwen3-MoE, Gemma/Gemma-2/Gemma-3, Phi-3/phi-4, GLM-4 (glm4) and
+    ChatGLM/GLM-4 (chatglm), Baichuan2, InternLM2, DeepSeek-V2/V3 (MLA, MoE), and any folder named
+    like Llama. Others are not guessed at: this note says the structural checks were skipped.
 
     Bad: (not a fault) ``model_type`` "rwkv" — structural checks skipped.
     Good: ``model_type`` "qwen2".
     Fix: nothing to fix; the file and security checks still ran.
     """
-    cfg = ctx.text_config
+    cfg = ctx.effective_config.values
     fam = family_for(cfg, set(ctx.tensors))
     bad = implausible(cfg)
     if bad:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 from npu_preflight.context import CONFIG_NAME, MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, Context
 from npu_preflight.formats.jsonload import JsonLoadError
@@ -26,7 +27,13 @@ _WHY = {
 }
 
 
-@check("CFG001", "config.json is present and parses as a JSON object", Severity.ERROR)
+@check(
+    "CFG001",
+    "config.json is present and parses as a JSON object",
+    Severity.ERROR,
+    backend="any",
+    source="transformers AutoConfig.from_pretrained; MindIE atb_llm/models/base/model_utils.py safe_get_config_dict",
+)
 def config_readable(ctx: Context) -> Iterator[Hit]:
     """Every loader starts from ``config.json``: MindIE reads the architecture, the dtype and the
     shapes from it, and transformers' ``AutoConfig`` refuses a folder without it.
@@ -46,7 +53,14 @@ def config_readable(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("CFG002", "config.json declares torch_dtype", Severity.ERROR, requires=("config",))
+@check(
+    "CFG002",
+    "config.json declares torch_dtype",
+    Severity.ERROR,
+    requires=("config",),
+    backend="mindie",
+    source="Ascend/MindIE-LLM examples/atb_models/atb_llm/runner/model_runner.py (torch_dtype only float16/bfloat16)",
+)
 def torch_dtype_present(ctx: Context) -> Iterator[Hit]:
     """MindIE takes the load dtype from ``config.json -> torch_dtype``; without it the generator init
     fails with ``unsupported type: None`` (``NotImplementedError: `torch_dtype` is only supported for
@@ -69,7 +83,14 @@ def torch_dtype_present(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("CFG003", "torch_dtype is not only written as transformers 5's 'dtype'", Severity.ERROR, requires=("config",))
+@check(
+    "CFG003",
+    "torch_dtype is not only written as transformers 5's 'dtype'",
+    Severity.ERROR,
+    requires=("config",),
+    backend="mindie",
+    source="transformers 5 PretrainedConfig.to_dict writes dtype; MindIE reads torch_dtype (atb_llm/runner/model_runner.py)",
+)
 def dtype_alias_only(ctx: Context) -> Iterator[Hit]:
     """transformers 5 writes ``"dtype"`` instead of ``"torch_dtype"`` when it saves a config. MindIE
     reads only ``torch_dtype``, sees none, and fails with ``unsupported type: None``.
@@ -89,7 +110,14 @@ def dtype_alias_only(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("CFG004", "torch_dtype is float16 or bfloat16", Severity.ERROR, requires=("config",))
+@check(
+    "CFG004",
+    "torch_dtype is float16 or bfloat16",
+    Severity.ERROR,
+    requires=("config",),
+    backend="mindie",
+    source="Ascend/MindIE-LLM examples/atb_models/atb_llm/runner/model_runner.py",
+)
 def torch_dtype_supported(ctx: Context) -> Iterator[Hit]:
     """MindIE accepts only ``float16`` and ``bfloat16`` (each model a subset); anything else fails the
     init with ``unsupported type: XXX``.
@@ -127,11 +155,21 @@ def _stored_float_dtype(ctx: Context) -> str | None:
     return TORCH_NAME[by_bytes.most_common(1)[0][0]]
 
 
-@check("CFG005", "stored tensor dtypes match torch_dtype", Severity.WARNING, requires=("config", "tensors"))
+@check(
+    "CFG005",
+    "stored tensor dtypes match torch_dtype",
+    Severity.WARNING,
+    requires=("config", "tensors"),
+    backend="any",
+    source="transformers from_pretrained (casts to torch_dtype); safetensors dtypes",
+)
 def stored_dtype_matches(ctx: Context) -> Iterator[Hit]:
     """Tensors stored in another float type than ``torch_dtype`` are converted while loading: fp32
     on disk doubles the bytes read and the host memory needed; bf16 loaded as fp16 loses range
     (values above 65504 become Inf — run ``--deep`` to find them).
+
+    The scales and offsets of quantised weights (FP8 ``weight_scale_inv``, W8A8 ``deq_scale``…) are
+    stored in float32 on purpose and are not counted; CFG009 describes quantised weights.
 
     Bad: ``"torch_dtype": "float16"`` over BF16 tensors.
     Good: ``"torch_dtype": "bfloat16"`` over BF16 tensors.
@@ -143,9 +181,10 @@ def stored_dtype_matches(ctx: Context) -> Iterator[Hit]:
     counts: Counter[str] = Counter()
     size: Counter[str] = Counter()
     examples: dict[str, str] = {}
+    aux = ctx.quantization.aux if ctx.availability("quantization") is None else frozenset()
     for name, loc in ctx.tensors.items():
         dt = loc.info.dtype
-        if dt in FLOAT_DTYPES:
+        if dt in FLOAT_DTYPES and name not in aux:
             counts[dt] += 1
             size[dt] += loc.info.nbytes
             examples.setdefault(dt, name)
@@ -176,7 +215,14 @@ def stored_dtype_matches(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("CFG006", "config.json names model_type and architectures", Severity.ERROR, requires=("config",))
+@check(
+    "CFG006",
+    "config.json names model_type and architectures",
+    Severity.ERROR,
+    requires=("config",),
+    backend="any",
+    source="transformers AutoConfig (model_type), MindIE atb_llm/models/__init__.py get_model (model_type)",
+)
 def model_identity(ctx: Context) -> Iterator[Hit]:
     """``model_type`` selects the model class in transformers (``AutoConfig``) and the model family
     in MindIE; ``architectures`` names the class to instantiate.
@@ -202,29 +248,213 @@ def model_identity(ctx: Context) -> Iterator[Hit]:
         )
 
 
-#: model_type values whose MindIE/ATB implementation accepts only float16 (FACTS.md §1; qwen2 from
-#: models/qwen2/causal_qwen2.py — unverified for other releases).
-FP16_ONLY = frozenset({"qwen2"})
+def _looks_like_qwen15(cfg: dict[str, Any]) -> str | None:
+    """Why a qwen2-type config.json looks like a Qwen1.5 release (None: it does not).
+
+    Qwen1.5 shipped as model_type qwen2 with every head its own KV head and transformers 4.37;
+    Qwen2 and Qwen2.5 use grouped KV heads (Qwen1.5-32B is the GQA exception) and later transformers.
+    A heuristic: the finding says so."""
+    heads, kv = cfg.get("num_attention_heads"), cfg.get("num_key_value_heads")
+    tv = cfg.get("transformers_version")
+    old = isinstance(tv, str) and tv.startswith(("4.37", "4.38", "4.39"))
+    if isinstance(heads, int) and heads == kv and old:
+        return f"num_key_value_heads equals num_attention_heads ({heads}) and transformers_version is {tv}"
+    return None
 
 
-@check("CFG007", "the model family accepts the dtype on MindIE", Severity.WARNING, requires=("config",))
+@check(
+    "CFG007",
+    "the model family accepts the dtype on MindIE",
+    Severity.WARNING,
+    requires=("config",),
+    backend="mindie",
+    source="Ascend/MindIE-LLM examples/atb_models/examples/models/*/README.md (FP16/BF16 columns); "
+    "atb_llm/models/qwen2/causal_qwen2.py; schemas/mindie_models.json",
+)
 def family_dtype(ctx: Context) -> Iterator[Hit]:
-    """Some MindIE (ATB) model implementations accept only float16 and raise ``unsupported type:
-    bfloat16`` from the constructor (e.g. qwen2's ``causal_qwen2.py``; which families varies by
-    release, so this is a warning).
+    """MindIE's model READMEs say which dtypes each family runs on the Atlas 800I A2 (910B): Qwen2
+    and Qwen2.5 run bfloat16 there (only bfloat16, in fact); Qwen3-MoE has no float16 row; Phi-3,
+    Mixtral, Baichuan2, InternLM2.5, ChatGLM3, Bloom and MiniCPM list BF16 as unsupported. A dtype
+    the README does not list is a warning (untested by the vendor, may fail or lose accuracy). The
+    Qwen1.5-era releases (model_type qwen2 too) are not listed for BF16; they are recognised by a
+    heuristic. Only for ``backend_type`` atb.
 
-    Bad: a qwen2 folder with ``"torch_dtype": "bfloat16"`` deployed with ``backend_type`` atb.
-    Good: ``"torch_dtype": "float16"`` for that family (the model README lists what it supports).
-    Fix: set torch_dtype to float16 and check for overflow with --deep.
+    Bad: a Mixtral folder with ``"torch_dtype": "bfloat16"`` on the 800I A2.
+    Good: ``"torch_dtype": "float16"`` for Mixtral; ``bfloat16`` for Qwen2.5.
+    Fix: set torch_dtype to the dtype the model's MindIE README lists (run --deep to check fp16 range).
     """
-    if ctx.model_config is None or ctx.model_config.backend_type != "atb":
+    from npu_preflight.knowledge import mindie_bf16, mindie_folder
+
+    if ctx.backend != "mindie-atb":
         return
-    mt = ctx.text_config.get("model_type")
-    if mt in FP16_ONLY and ctx.declared_dtype == "bfloat16":
+    cfg = ctx.text_config
+    mt = cfg.get("model_type")
+    dtype = ctx.declared_dtype
+    if not isinstance(mt, str) or dtype not in MINDIE_DTYPES:
+        return
+    folder = mindie_folder(mt, ctx.config)
+    entry = mindie_bf16(folder)
+    loc = Location(file="config.json", key="config.json:torch_dtype")
+    if entry is None:
+        return
+    src = str(entry.get("source", ""))
+    if dtype == "bfloat16" and entry.get("value") is False:
         yield Hit(
-            f"model_type {mt!r} runs only in float16 on MindIE's ATB backend; bfloat16 fails with "
-            "'unsupported type: bfloat16'",
-            'Set "torch_dtype": "float16" (run --deep to check the values fit fp16).',
-            Location(file="config.json", key="config.json:torch_dtype"),
-            {"model_type": mt},
+            f"MindIE's README for {folder} lists BF16 as unsupported on the Atlas 800I A2; this folder declares bfloat16",
+            'Set "torch_dtype": "float16" (run --deep to check the values fit fp16), or confirm bf16 on your MindIE release.',
+            loc,
+            {"model_type": mt, "folder": folder, "source": src},
+        )
+    elif dtype == "bfloat16" and folder == "qwen2" and (why := _looks_like_qwen15(cfg)):
+        yield Hit(
+            f"this qwen2 folder looks like a Qwen1.5 release ({why}); MindIE lists bf16 only for Qwen2/2.5, and its "
+            "non-flash qwen2 path accepts only float16 ('unsupported type: bfloat16')",
+            'If it is Qwen1.5, set "torch_dtype": "float16" (run --deep to check the values fit fp16).',
+            loc,
+            {"model_type": mt, "heuristic": why, "source": src},
+        )
+    elif dtype == "float16" and entry.get("fp16") is False:
+        yield Hit(
+            f"MindIE's README for {folder} lists FP16 as unsupported; this folder declares float16",
+            'Set "torch_dtype": "bfloat16" as released.',
+            loc,
+            {"model_type": mt, "folder": folder, "source": src},
+        )
+
+
+@check(
+    "CFG008",
+    "MindIE has an implementation for the model_type",
+    Severity.WARNING,
+    requires=("config",),
+    backend="mindie",
+    source="Ascend/MindIE-LLM examples/atb_models/atb_llm/models/__init__.py get_model / router_model_type; "
+    "the atb_llm/models folders on the host (probe) or in schemas/mindie_models.json",
+)
+def mindie_implements(ctx: Context) -> Iterator[Hit]:
+    """MindIE's ``get_model`` lowercases ``model_type``, maps a few aliases (``deepseek_v3`` →
+    ``deepseekv2``, ``qwen2_5_vl`` → ``qwen2_vl`` …) and raises ``NotImplementedError: unsupported
+    model type: X`` unless ``atb_llm/models/X`` exists. When the probe finds MindIE's atb_llm on the
+    host, its folders are the list (an error: this host's MindIE cannot serve the folder); otherwise
+    the snapshots in schemas/mindie_models.json (a warning: another release may differ — gemma,
+    gemma2 and HF-format glm4 have no folder in current MindIE-LLM). Only for ``backend_type`` atb.
+
+    Bad: ``"model_type": "gemma2"`` with backend_type atb.
+    Good: a model_type with a folder in atb_llm/models (llama, qwen2, qwen3, qwen3_moe, deepseekv2 …).
+    Fix: serve the model with a backend that implements it, or use a MindIE release that does.
+    """
+    from npu_preflight.knowledge import mindie_support
+
+    if ctx.backend != "mindie-atb":
+        return
+    mt = ctx.config.get("model_type")
+    if not isinstance(mt, str) or not mt:
+        return
+    host = None
+    if ctx.availability("probe") is None:
+        atb = ctx.probe.data.get("atb_models")
+        if isinstance(atb, dict) and isinstance(atb.get("models"), list):
+            host = atb
+    sup = mindie_support(
+        mt,
+        ctx.config,
+        [str(m) for m in host["models"]] if host else None,
+        str(host.get("path")) if host else None,
+    )
+    data = {"model_type": mt, "folder": sup.folder, "where": sup.where, "source": sup.source}
+    loc = Location(file="config.json", key="config.json:model_type")
+    if sup.implemented:
+        if sup.releases_without:
+            yield Hit(
+                f"model_type {mt!r} (MindIE folder {sup.folder!r}) is implemented in {', '.join(sup.releases_with)} "
+                f"but not in {', '.join(sup.releases_without)}",
+                "Check that the deployed MindIE release has atb_llm/models/" + sup.folder + ".",
+                loc,
+                data,
+                severity=Severity.INFO,
+            )
+        return
+    alias = f" (MindIE's name for it: {sup.folder!r})" if sup.folder != mt.lower() else ""
+    if sup.where == "host":
+        yield Hit(
+            f"MindIE on this host has no implementation for model_type {mt!r}{alias}: get_model would raise "
+            f"'NotImplementedError: unsupported model type: {sup.folder}' ({sup.source})",
+            "Serve this model with another backend, or install a MindIE release that implements it.",
+            loc,
+            data,
+            severity=Severity.ERROR,
+        )
+    else:
+        yield Hit(
+            f"MindIE ({sup.where}) has no implementation for model_type {mt!r}{alias}: get_model would raise "
+            f"'NotImplementedError: unsupported model type: {sup.folder}' unless your release adds it",
+            "Check atb_llm/models in the deployed MindIE (run without --static on that host to let the probe "
+            "look), or serve the model with another backend.",
+            loc,
+            data,
+        )
+
+
+@check(
+    "CFG009",
+    "quantised and FP8 weights suit the target",
+    Severity.WARNING,
+    requires=("quantization",),
+    backend="any",
+    source="MindIE-LLM examples/atb_models/examples/models/deepseek-v3/README.md (FP8 → BF16 conversion); "
+    "schemas/devices.json fp8 (CUDA compute capability ≥ 8.9); transformers FineGrainedFP8 quantizer",
+)
+def quantized_weights(ctx: Context) -> Iterator[Hit]:
+    """Recognises FP8 (E4M3/E5M2 with block or per-tensor scales), MindIE's W8A8/W8A16 int8 and
+    GPTQ/AWQ weights, says what they are (the memory plan counts them as stored), and what the
+    target needs: a device without FP8 (every Ascend NPU; CUDA below compute capability 8.9) cannot
+    run FP8 weights — MindIE's DeepSeek-V3 guide converts them to BF16 first, which doubles their
+    size; MindIE's msmodelslim int8 formats load only in MindIE.
+
+    Bad: DeepSeek-V3's FP8 release served on a 910B with backend_type atb.
+    Good: the BF16 conversion (fp8_cast_bf16.py) or a W8A8 quantisation for the 910B.
+    Fix: convert or quantise the weights for the target, as the finding says.
+    """
+    q = ctx.quantization
+    if q.method is None:
+        return
+    target = ctx.target if ctx.availability("target") is None else None
+    where = Location(file="config.json", key="config.json:quantization_config")
+    data = {
+        "method": q.method,
+        "quantized_bytes": q.quantized_bytes,
+        "aux_bytes": q.aux_bytes,
+        "dequantized_bytes": q.dequantized_bytes,
+        "share": round(q.share, 4),
+    }
+    yield Hit(
+        f"weights are {q.label}: {len(q.quantized):,} tensors, {fmt_bytes(q.quantized_bytes)} "
+        f"({q.share:.1%} of the stored bytes), plus {len(q.aux):,} scale/offset tensors ({fmt_bytes(q.aux_bytes)})",
+        "Nothing to fix; the memory plan counts them as stored.",
+        where,
+        data,
+        severity=Severity.INFO,
+    )
+    if target is None:
+        return
+    if q.method == "fp8" and target.fp8 is False:
+        atb = ctx.backend == "mindie-atb" and target.kind == "npu"
+        yield Hit(
+            f"the {target.name} runs no FP8 weights: they must be converted to bfloat16 first, "
+            f"{fmt_bytes(q.quantized_bytes)} of FP8 becoming {fmt_bytes(q.dequantized_bytes)} "
+            f"(the scales are consumed by the conversion)",
+            "Convert with DeepSeek's fp8_cast_bf16.py (MindIE's DeepSeek-V3 guide) or quantise to W8A8 with "
+            "msmodelslim, and point the deployment at the converted folder."
+            if target.kind == "npu"
+            else "Use a GPU with compute capability 8.9 or above (H100, H200, L40S), or convert to bfloat16.",
+            where,
+            {**data, "target": target.name},
+            severity=Severity.ERROR if atb else Severity.WARNING,
+        )
+    elif q.method in ("w8a8", "w8a16", "w4a16") and target.kind != "npu":
+        yield Hit(
+            f"{q.label} is MindIE's msmodelslim format; the {target.name} ({target.kind}) loaders do not read it",
+            "Use the floating-point release on this target.",
+            where,
+            {**data, "target": target.name},
         )

@@ -23,7 +23,15 @@ def _limited(hits: list[Hit], what: str) -> Iterator[Hit]:
         )
 
 
-@check("DATA001", "no NaN values", Severity.ERROR, phase=Phase.DEEP, requires=("deep_scan",))
+@check(
+    "DATA001",
+    "no NaN values",
+    Severity.ERROR,
+    phase=Phase.DEEP,
+    requires=("deep_scan",),
+    backend="any",
+    source="IEEE 754 (NaN) in the stored tensors",
+)
 def no_nan(ctx: Context) -> Iterator[Hit]:
     """A NaN in a weight spreads through every activation it touches: the model emits garbage or
     the same token forever. Usually a broken conversion or a diverged checkpoint.
@@ -45,7 +53,15 @@ def no_nan(ctx: Context) -> Iterator[Hit]:
     yield from _limited(hits, "NaN")
 
 
-@check("DATA002", "no infinite values", Severity.ERROR, phase=Phase.DEEP, requires=("deep_scan",))
+@check(
+    "DATA002",
+    "no infinite values",
+    Severity.ERROR,
+    phase=Phase.DEEP,
+    requires=("deep_scan",),
+    backend="any",
+    source="IEEE 754 (±Inf) in the stored tensors",
+)
 def no_inf(ctx: Context) -> Iterator[Hit]:
     """±Inf in a weight turns activations into Inf/NaN at the first matmul.
 
@@ -78,6 +94,8 @@ def _zero_makes_no_sense(name: str, ndim_hint: int) -> bool:
     Severity.WARNING,
     phase=Phase.DEEP,
     requires=("deep_scan", "tensors"),
+    backend="any",
+    source="the stored tensors (an all-zero matrix or norm)",
 )
 def no_zero_tensors(ctx: Context) -> Iterator[Hit]:
     """A weight matrix or normalisation weight that is entirely zero means a layer that never
@@ -104,7 +122,13 @@ def no_zero_tensors(ctx: Context) -> Iterator[Hit]:
 
 
 @check(
-    "DATA004", "values fit float16 when loaded as float16", Severity.ERROR, phase=Phase.DEEP, requires=("deep_scan",)
+    "DATA004",
+    "values fit float16 when loaded as float16",
+    Severity.ERROR,
+    phase=Phase.DEEP,
+    requires=("deep_scan",),
+    backend="any",
+    source="IEEE 754 binary16 range (65504)",
 )
 def fp16_overflow(ctx: Context) -> Iterator[Hit]:
     """bf16 and fp32 reach far beyond fp16's largest value (65504). Loaded as float16 — because
@@ -136,7 +160,15 @@ def fp16_overflow(ctx: Context) -> Iterator[Hit]:
     yield from _limited(hits, "fp16 overflow")
 
 
-@check("DATA005", "every tensor dtype is scanned", Severity.INFO, phase=Phase.DEEP, requires=("deep_scan",))
+@check(
+    "DATA005",
+    "every tensor dtype is scanned",
+    Severity.INFO,
+    phase=Phase.DEEP,
+    requires=("deep_scan",),
+    backend="preflight",
+    source="npu_preflight/deep.py decoders",
+)
 def not_scanned(ctx: Context) -> Iterator[Hit]:
     """The deep scan decodes F16, BF16, F32, F64, C64, F8_E4M3 and F8_E5M2 (NaN/Inf/overflow) and every
     integer type (all-zero). Sub-byte and block-scaled formats (F4, F6, F8_E8M0, *FNUZ) are hashed
@@ -159,7 +191,15 @@ def not_scanned(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("DATA006", "files match their published hashes", Severity.ERROR, phase=Phase.DEEP, requires=("deep_scan",))
+@check(
+    "DATA006",
+    "files match their published hashes",
+    Severity.ERROR,
+    phase=Phase.DEEP,
+    requires=("deep_scan",),
+    backend="any",
+    source="huggingface_hub local-dir metadata (.cache/huggingface/download); Git LFS sha256",
+)
 def published_hashes(ctx: Context) -> Iterator[Hit]:
     """``huggingface-cli download --local-dir`` records each file's etag — the sha256 of LFS files, the
     git blob id of small ones — under ``.cache/huggingface/download``. A file that no longer matches

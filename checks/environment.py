@@ -20,7 +20,13 @@ if TYPE_CHECKING:
     from npu_preflight.probe import ProbeResult
 
 
-@check("ENV001", "ASCEND_RT_VISIBLE_DEVICES is a valid device list", Severity.ERROR)
+@check(
+    "ENV001",
+    "ASCEND_RT_VISIBLE_DEVICES is a valid device list",
+    Severity.ERROR,
+    backend="host",
+    source="torch_npu device visibility (ASCEND_RT_VISIBLE_DEVICES, FACTS.md §2)",
+)
 def visible_devices(ctx: Context) -> Iterator[Hit]:
     """torch_npu reads ``ASCEND_RT_VISIBLE_DEVICES`` as ascending, comma-separated, non-negative,
     distinct integers. Otherwise it sees fewer devices than meant — zero for a non-ascending list
@@ -44,7 +50,13 @@ def visible_devices(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("ENV002", "NPU_MEMORY_FRACTION is in (0, 1]", Severity.ERROR)
+@check(
+    "ENV002",
+    "NPU_MEMORY_FRACTION is in (0, 1]",
+    Severity.ERROR,
+    backend="mindie",
+    source="mindie_llm/utils/env.py and atb_llm/utils/env.py NPU_MEMORY_FRACTION",
+)
 def memory_fraction(ctx: Context) -> Iterator[Hit]:
     """MindIE sizes the KV cache from ``total × NPU_MEMORY_FRACTION − memory in use``; a value outside
     (0, 1] is refused (default 0.8 in mindie_llm, 1.0 in atb_llm).
@@ -65,7 +77,13 @@ def memory_fraction(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("ENV003", "RESERVED_MEMORY_GB is in [0, 64)", Severity.ERROR)
+@check(
+    "ENV003",
+    "RESERVED_MEMORY_GB is in [0, 64)",
+    Severity.ERROR,
+    backend="mindie",
+    source="atb_llm/utils/env.py RESERVED_MEMORY_GB",
+)
 def reserved_memory(ctx: Context) -> Iterator[Hit]:
     """atb_llm keeps ``RESERVED_MEMORY_GB`` of device memory free; it must be a number in [0, 64).
 
@@ -95,7 +113,13 @@ def _env_int(ctx: Context, name: str) -> int | None:
         return -1
 
 
-@check("ENV004", "RANK, LOCAL_RANK and WORLD_SIZE agree with model_config", Severity.ERROR)
+@check(
+    "ENV004",
+    "RANK, LOCAL_RANK and WORLD_SIZE agree with model_config",
+    Severity.ERROR,
+    backend="mindie",
+    source="atb_llm/utils/env.py and dist.py (RANK, LOCAL_RANK, WORLD_SIZE)",
+)
 def rank_env(ctx: Context) -> Iterator[Hit]:
     """Launchers export ``RANK``, ``LOCAL_RANK`` and ``WORLD_SIZE``; atb_llm reads them for the
     communication group. They must be integers with ranks below WORLD_SIZE, and agree with the
@@ -141,7 +165,13 @@ def rank_table_servers(ctx: Context) -> int | None:
     return len(doc["server_list"]) if doc else None
 
 
-@check("ENV005", "multi-rank set-up: rank table and master address", Severity.ERROR)
+@check(
+    "ENV005",
+    "multi-rank set-up: rank table and master address",
+    Severity.ERROR,
+    backend="mindie",
+    source="atb_llm/utils/dist.py (RANK_TABLE_FILE, MASTER_IP, MASTER_PORT)",
+)
 def multi_rank(ctx: Context) -> Iterator[Hit]:
     """Multi-device runs read ``RANK_TABLE_FILE`` (servers, devices, ``device_ip``, ``rank_id``) and
     ``MASTER_IP``/``MASTER_PORT``. A table that does not parse, an invalid ``device_ip``, duplicate
@@ -218,7 +248,13 @@ def ascend_install_present() -> bool:
     return bool(glob.glob("/dev/davinci[0-9]*")) or os.path.isdir("/usr/local/Ascend")
 
 
-@check("ENV006", "CANN environment is sourced on Ascend hosts", Severity.WARNING)
+@check(
+    "ENV006",
+    "CANN environment is sourced on Ascend hosts",
+    Severity.WARNING,
+    backend="host",
+    source="CANN set_env.sh; torch_npu import errors (FACTS.md §2)",
+)
 def cann_sourced(ctx: Context) -> Iterator[Hit]:
     """CANN's ``set_env.sh`` exports ``ASCEND_HOME_PATH``/``ASCEND_TOOLKIT_HOME``, ``ASCEND_OPP_PATH``
     and library paths. Without it ``import torch_npu`` fails (``libhccl.so: cannot open shared object
@@ -240,7 +276,13 @@ def cann_sourced(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("ENV007", "torch backend auto-loading is not silently disabled", Severity.INFO)
+@check(
+    "ENV007",
+    "torch backend auto-loading is not silently disabled",
+    Severity.INFO,
+    backend="host",
+    source="torch ≥ 2.5 device-backend auto-loading (TORCH_DEVICE_BACKEND_AUTOLOAD)",
+)
 def autoload_disabled(ctx: Context) -> Iterator[Hit]:
     """``TORCH_DEVICE_BACKEND_AUTOLOAD=0`` stops torch ≥ 2.5 from importing torch_npu on ``import
     torch``. It is a stopgap that makes a broken CANN install import cleanly — the failure then
@@ -258,7 +300,13 @@ def autoload_disabled(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("ENV008", "no deprecated MindIE log variables", Severity.INFO)
+@check(
+    "ENV008",
+    "no deprecated MindIE log variables",
+    Severity.INFO,
+    backend="mindie",
+    source="mindie_llm/utils/log (MINDIE_LOG_* replaces MINDIE_LLM_*_LOG)",
+)
 def deprecated_log_vars(ctx: Context) -> Iterator[Hit]:
     """MindIE moved its logging switches to ``MINDIE_LOG_*``; the older ``MINDIE_LLM_LOG_*``-style
     variables are deprecated and may be ignored.
@@ -289,7 +337,15 @@ def _wants_npu(ctx: Context, probe: ProbeResult) -> bool:
     )
 
 
-@check("ENV010", "the environment probe ran", Severity.ERROR, phase=Phase.ENVIRONMENT, requires=("probe",))
+@check(
+    "ENV010",
+    "the environment probe ran",
+    Severity.ERROR,
+    phase=Phase.ENVIRONMENT,
+    requires=("probe",),
+    backend="preflight",
+    source="npu_preflight/probe (the probe subprocess)",
+)
 def probe_ran(ctx: Context) -> Iterator[Hit]:
     """The probe imports torch (and torch_npu) in a subprocess with your environment. If that process
     hangs or dies, the deployment's interpreter cannot even start the generator.
@@ -308,7 +364,15 @@ def probe_ran(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("ENV011", "torch imports", Severity.ERROR, phase=Phase.ENVIRONMENT, requires=("probe",))
+@check(
+    "ENV011",
+    "torch imports",
+    Severity.ERROR,
+    phase=Phase.ENVIRONMENT,
+    requires=("probe",),
+    backend="host",
+    source="torch import (and its device-backend auto-loading)",
+)
 def torch_imports(ctx: Context) -> Iterator[Hit]:
     """Every generator starts with ``import torch``. Since torch 2.5 that also loads installed device
     backends, so a torch_npu without CANN breaks it: ``RuntimeError: Failed to load the backend
@@ -329,7 +393,15 @@ def torch_imports(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("ENV012", "torch_npu loads", Severity.ERROR, phase=Phase.ENVIRONMENT, requires=("probe",))
+@check(
+    "ENV012",
+    "torch_npu loads",
+    Severity.ERROR,
+    phase=Phase.ENVIRONMENT,
+    requires=("probe",),
+    backend="host",
+    source="torch_npu import (CANN libraries on the loader path)",
+)
 def torch_npu_loads(ctx: Context) -> Iterator[Hit]:
     """MindIE runs on ``torch_npu``; it needs CANN's libraries (``libhccl.so``, ``libascendcl.so``) on
     the loader path and a version built for the installed torch.
@@ -372,7 +444,15 @@ def _base_version(v: str) -> str:
     return v.split("+")[0]
 
 
-@check("ENV013", "torch_npu matches the torch version", Severity.ERROR, phase=Phase.ENVIRONMENT, requires=("probe",))
+@check(
+    "ENV013",
+    "torch_npu matches the torch version",
+    Severity.ERROR,
+    phase=Phase.ENVIRONMENT,
+    requires=("probe",),
+    backend="host",
+    source="torch_npu release naming (built for one torch version)",
+)
 def torch_npu_version(ctx: Context) -> Iterator[Hit]:
     """torch_npu ``X.Y.Z[.postN]`` is built for torch ``X.Y.Z`` exactly; any other pair fails at import
     with undefined symbols or refuses to load.
@@ -408,7 +488,15 @@ CANN_MATRIX = {
 }
 
 
-@check("ENV014", "CANN matches torch_npu", Severity.WARNING, phase=Phase.ENVIRONMENT, requires=("probe",))
+@check(
+    "ENV014",
+    "CANN matches torch_npu",
+    Severity.WARNING,
+    phase=Phase.ENVIRONMENT,
+    requires=("probe",),
+    backend="host",
+    source="torch_npu README version compatibility table (torch_npu ↔ CANN)",
+)
 def cann_matrix(ctx: Context) -> Iterator[Hit]:
     """Each torch_npu release is built against one CANN release (torch_npu's COMPATIBILITY table);
     other pairs fail with undefined symbols or misbehave.
@@ -450,7 +538,15 @@ def cann_matrix(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("ENV015", "the requested device is present", Severity.ERROR, phase=Phase.ENVIRONMENT, requires=("probe",))
+@check(
+    "ENV015",
+    "the requested device is present",
+    Severity.ERROR,
+    phase=Phase.ENVIRONMENT,
+    requires=("probe",),
+    backend="preflight",
+    source="npu_preflight device choice (--device) against the probe",
+)
 def device_present(ctx: Context) -> Iterator[Hit]:
     """``--device npu`` needs an NPU torch_npu can see, ``--device cuda`` a CUDA device; ``auto``
     picks NPU, then CUDA, then CPU and says which.
@@ -490,6 +586,8 @@ def device_present(ctx: Context) -> Iterator[Hit]:
     Severity.ERROR,
     phase=Phase.PLAN,
     requires=("config", "target"),
+    backend="mindie",
+    source="Ascend/MindIE-LLM examples/atb_models/atb_llm/runner/model_runner.py ('This device does not support bfloat16'); torch_npu NpuVariables.h SoC ranges",
 )
 def dtype_on_device(ctx: Context) -> Iterator[Hit]:
     """Ascend 910A-family (SoC 100–104) and 310P (SoC 200–205) chips have no bfloat16: MindIE fails with

@@ -43,7 +43,13 @@ def _advice(ctx: Context, o: InitOutcome) -> str:
 
 
 @check(
-    "INIT001", "the generator initialises in the sandbox", Severity.ERROR, phase=Phase.INIT, requires=("init_outcome",)
+    "INIT001",
+    "the generator initialises in the sandbox",
+    Severity.ERROR,
+    phase=Phase.INIT,
+    requires=("init_outcome",),
+    backend="preflight",
+    source="the generator's own init, run in npu_preflight's sandbox",
 )
 def init_ok(ctx: Context) -> Iterator[Hit]:
     """Runs the full generator init — tokenizer, weights in the config's dtype on the device, sampler,
@@ -89,6 +95,8 @@ def init_ok(ctx: Context) -> Iterator[Hit]:
     Severity.WARNING,
     phase=Phase.INIT,
     requires=("init_outcome", "plan"),
+    backend="preflight",
+    source="npu_preflight plan against the sandbox's measured peak",
 )
 def measured_vs_plan(ctx: Context) -> Iterator[Hit]:
     """After a successful init the measured peak (device allocator on NPU/CUDA, process RSS on CPU) is
@@ -124,6 +132,8 @@ def measured_vs_plan(ctx: Context) -> Iterator[Hit]:
     Severity.ERROR,
     phase=Phase.INIT,
     requires=("init_outcome",),
+    backend="preflight",
+    source="npu_preflight fingerprint of the weights folder before and after the init",
 )
 def weights_untouched(ctx: Context) -> Iterator[Hit]:
     """The weights folder must be read-only to the init: a generator (or remote code, or a hostile

@@ -23,7 +23,15 @@ def _plan_with_budget(ctx: Context) -> Plan:
     return plan
 
 
-@check("MEM001", "the weights fit the device", Severity.ERROR, phase=Phase.PLAN, requires=("tensors",))
+@check(
+    "MEM001",
+    "the weights fit the device",
+    Severity.ERROR,
+    phase=Phase.PLAN,
+    requires=("tensors",),
+    backend="preflight",
+    source="npu_preflight/memory.py plan (MindIE tensor-parallel sharding, FACTS.md §1)",
+)
 def weights_fit(ctx: Context) -> Iterator[Hit]:
     """Each rank must hold its share of the weights (``weights / world_size`` for tensor-parallel
     tensors, replicated ones whole) inside the device budget (total × NPU_MEMORY_FRACTION − memory in
@@ -54,6 +62,8 @@ def weights_fit(ctx: Context) -> Iterator[Hit]:
     Severity.ERROR,
     phase=Phase.PLAN,
     requires=("tensors", "architecture"),
+    backend="preflight",
+    source="npu_preflight/memory.py plan; MindIE kvcache_settings.py block formula",
 )
 def total_fits(ctx: Context) -> Iterator[Hit]:
     """Beyond the weights, each rank holds the KV cache (MindIE: ``max_batch_size × ceil(max_seq_len
@@ -88,7 +98,15 @@ def total_fits(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("MEM003", "at least 10% headroom", Severity.WARNING, phase=Phase.PLAN, requires=("tensors",))
+@check(
+    "MEM003",
+    "at least 10% headroom",
+    Severity.WARNING,
+    phase=Phase.PLAN,
+    requires=("tensors",),
+    backend="preflight",
+    source="npu_preflight/memory.py plan (10% headroom, as TGI keeps)",
+)
 def headroom(ctx: Context) -> Iterator[Hit]:
     """A plan that fits with less than 10% to spare fails on fragmentation, a longer prompt, or
     another process on the card (TGI keeps 10% too).
@@ -108,7 +126,15 @@ def headroom(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("MEM004", "host memory can load the weights", Severity.WARNING, phase=Phase.PLAN, requires=("tensors", "probe"))
+@check(
+    "MEM004",
+    "host memory can load the weights",
+    Severity.WARNING,
+    phase=Phase.PLAN,
+    requires=("tensors", "probe"),
+    backend="preflight",
+    source="npu_preflight/memory.py plan; MindIE cpu_mem",
+)
 def host_memory(ctx: Context) -> Iterator[Hit]:
     """Loading reads shards through host memory (a shard at a time, more with conversions), and
     MindIE keeps ``cpu_mem`` GB of swapped KV blocks on the host. Too little free RAM means a killed
@@ -142,6 +168,8 @@ def host_memory(ctx: Context) -> Iterator[Hit]:
     Severity.ERROR,
     phase=Phase.PLAN,
     requires=("tensors", "architecture"),
+    backend="mindie",
+    source="mindie_llm text_generator warmup ('Warmup failed … Required block number'), FACTS.md §1",
 )
 def warmup_blocks(ctx: Context) -> Iterator[Hit]:
     """At warmup MindIE needs ``ceil(max_seq_len / block_size)`` blocks for one sequence from what is

@@ -13,17 +13,24 @@ from npu_preflight.model import Hit, Location, Severity
 from npu_preflight.registry import check
 
 
-@check("MC001", "model_config satisfies the schema", Severity.ERROR)
+@check(
+    "MC001",
+    "model_config values satisfy the schema",
+    Severity.ERROR,
+    backend="mindie",
+    source="Ascend/MindIE-LLM mindie_llm/utils/validation.py parse_config, generator_backend.py; "
+    "schemas/model_config.schema.json",
+)
 def schema_valid(ctx: Context) -> Iterator[Hit]:
-    """``GeneratorTorch(model_config)`` requires ``backend_type``, ``world_size``, ``rank`` and
-    ``npu_device_id`` with valid types and ranges (schemas/model_config.schema.json). MindIE reports
-    a missing key only when the constructor reaches it: ``model_config: `X` is required, but not set``.
+    """Every key given must have a type and range MindIE accepts (schemas/model_config.schema.json,
+    after MindIE's own int() coercion of numeric strings): ``world_size`` 1–1048576, ``rank`` ≥ 0,
+    ``backend_type`` atb/ms/torch, ``npu_mem`` -1 or 1–64 … Keys that are missing are MC008's.
 
     Bad: ``{"backend_type": "pytorch", "world_size": 0}``.
     Good: ``{"backend_type": "atb", "world_size": 2, "rank": 0, "npu_device_id": 0}``.
     Fix: set each key to a value the schema allows.
     """
-    for v in validate(ctx.mc):
+    for v in validate(ctx.mc, required=False):
         yield Hit(
             v.message,
             f"Set {v.path} to {v.allowed}.",
@@ -32,7 +39,13 @@ def schema_valid(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("MC002", "model_config has no unknown keys", Severity.WARNING)
+@check(
+    "MC002",
+    "model_config has no unknown keys",
+    Severity.WARNING,
+    backend="mindie",
+    source="schemas/model_config.schema.json (MindIE's generator keys)",
+)
 def unknown_keys(ctx: Context) -> Iterator[Hit]:
     """Keys the generator does not know are ignored silently — a typo such as ``wrld_size`` leaves
     the real key at its default or missing.
@@ -59,7 +72,13 @@ def _int(mc: ModelConfig, key: str) -> int | None:
     return v if isinstance(v, int) and not isinstance(v, bool) else None
 
 
-@check("MC003", "rank and local_rank are below world_size", Severity.ERROR)
+@check(
+    "MC003",
+    "rank and local_rank are below world_size",
+    Severity.ERROR,
+    backend="mindie",
+    source="Ascend/MindIE-LLM mindie_llm/utils/validation.py ('Rank should be in the range of 0 to world_size - 1.')",
+)
 def ranks_in_range(ctx: Context) -> Iterator[Hit]:
     """MindIE refuses ``rank`` or ``local_rank`` ≥ ``world_size`` ("Rank should be in the range of 0
     to world_size - 1."), after the process has started.
@@ -96,7 +115,13 @@ def visible_device_count(ctx: Context) -> tuple[int, str]:
     raise Unavailable("the visible device count is unknown: ASCEND_RT_VISIBLE_DEVICES is unset and no NPU probe ran")
 
 
-@check("MC004", "npu_device_id is a visible device", Severity.ERROR)
+@check(
+    "MC004",
+    "npu_device_id is a visible device",
+    Severity.ERROR,
+    backend="mindie",
+    source="atb_llm/utils/dist.py (torch.npu.set_device retried 12 × 5 s); torch_npu device visibility",
+)
 def device_id_visible(ctx: Context) -> Iterator[Hit]:
     """``npu_device_id`` indexes the *visible* devices (after ``ASCEND_RT_VISIBLE_DEVICES``), not the
     physical ones. MindIE does not check it: ``torch.npu.set_device`` fails after 12 retries 5 s apart,
@@ -123,7 +148,13 @@ def device_id_visible(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("MC005", "ranks fit on the visible devices", Severity.WARNING)
+@check(
+    "MC005",
+    "ranks fit on the visible devices",
+    Severity.WARNING,
+    backend="mindie",
+    source="atb_llm/utils/dist.py (one device per rank); RANK_TABLE_FILE server_list",
+)
 def ranks_vs_devices(ctx: Context) -> Iterator[Hit]:
     """Each rank needs its own device. More ranks than visible devices is fine across several
     nodes, but on one node (a rank table listing a single server, or none) two ranks would share a
@@ -156,7 +187,13 @@ def ranks_vs_devices(ctx: Context) -> Iterator[Hit]:
     )
 
 
-@check("MC006", "max_input_len does not exceed max_seq_len", Severity.ERROR)
+@check(
+    "MC006",
+    "max_input_len does not exceed max_seq_len",
+    Severity.ERROR,
+    backend="mindie",
+    source="MindIE-Service config (maxInputTokenLen ≤ maxSeqLen)",
+)
 def input_within_seq(ctx: Context) -> Iterator[Hit]:
     """A request's input is part of its sequence; ``max_input_len`` > ``max_seq_len`` (MindIE-Service:
     ``maxInputTokenLen`` > ``maxSeqLen``) is refused at start-up.
@@ -176,7 +213,14 @@ def input_within_seq(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("MC007", "max_seq_len within max_position_embeddings", Severity.WARNING, requires=("config",))
+@check(
+    "MC007",
+    "max_seq_len within max_position_embeddings",
+    Severity.WARNING,
+    requires=("config",),
+    backend="any",
+    source="config.json max_position_embeddings / rope_scaling (transformers and MindIE rotary embeddings)",
+)
 def seq_within_positions(ctx: Context) -> Iterator[Hit]:
     """Sequences longer than the model's ``max_position_embeddings`` run past the positions it was
     trained on: quality collapses unless RoPE scaling is configured.
@@ -203,26 +247,57 @@ def seq_within_positions(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("MC008", "MindIE's own required keys are set", Severity.WARNING)
-def mindie_required(ctx: Context) -> Iterator[Hit]:
-    """Beyond the seed's four keys, MindIE's ``GeneratorBackend`` requires ``local_rank`` and
-    ``trust_remote_code`` and fails with ``model_config: `local_rank` is required, but not set``.
+@check(
+    "MC008",
+    "the model_config has every key a MindIE deployment needs",
+    Severity.ERROR,
+    backend="mindie",
+    source="Ascend/MindIE-LLM mindie_llm/utils/validation.py parse_config (backend_type, npu_device_id, local_rank, "
+    "rank, world_size, trust_remote_code)",
+)
+def deployment_keys(ctx: Context) -> Iterator[Hit]:
+    """MindIE's ``parse_config`` requires ``backend_type``, ``world_size``, ``rank``, ``local_rank``,
+    ``npu_device_id`` and ``trust_remote_code`` and fails on the first one missing with
+    ``model_config: `X` is required, but not set`` — after the process has started. One finding
+    lists every missing key with a snippet to paste. In planning mode (``--static`` or ``plan``) a
+    partial model_config asks a planning question (``--set world_size=4 --set max_seq_len=8192``):
+    the finding is a note and the verdict follows the plan.
 
     Bad: ``{"backend_type": "atb", "world_size": 1, "rank": 0, "npu_device_id": 0}`` on current MindIE.
     Good: the same plus ``"local_rank": 0, "trust_remote_code": false``.
-    Fix: add both keys.
+    Fix: add the keys the finding lists (the snippet is a single-rank default; adjust rank and device).
     """
+    import json
+
     mc = ctx.mc
-    for key in ("local_rank", "trust_remote_code"):
-        if key not in mc:
-            yield Hit(
-                f"model_config has no {key}: current MindIE fails with 'model_config: `{key}` is required, but not set'",
-                f"Add {key} ({'the rank on this node' if key == 'local_rank' else 'false unless the folder needs its code'}).",
-                Location(key=f"model_config.{key}"),
-            )
+    missing = mc.missing_deployment_keys()
+    if not missing:
+        return
+    snippet = mc.deployment_snippet()
+    flags = " ".join(f"--set {k}={json.dumps(v)}" for k, v in snippet.items())
+    planning = ctx.planning
+    yield Hit(
+        f"model_config lacks {len(missing)} key(s) a MindIE deployment requires: {', '.join(missing)}"
+        + (
+            " (planning mode: the plan uses defaults; a deployment would fail with "
+            f"'model_config: `{missing[0]}` is required, but not set')"
+            if planning
+            else f"; MindIE fails with 'model_config: `{missing[0]}` is required, but not set'"
+        ),
+        f"Add to the model_config: {json.dumps(snippet)} (or {flags}).",
+        Location(key=f"model_config.{missing[0]}"),
+        {"missing": missing, "snippet": snippet, "planning": planning},
+        severity=Severity.INFO if planning else Severity.ERROR,
+    )
 
 
-@check("MC009", "the MindIE-Service config is consistent", Severity.ERROR)
+@check(
+    "MC009",
+    "the MindIE-Service config is consistent",
+    Severity.ERROR,
+    backend="mindie",
+    source="MindIE-Service conf/config.json BackendConfig/ModelDeployConfig rules",
+)
 def service_consistent(ctx: Context) -> Iterator[Hit]:
     """Rules operators hit in MindIE-Service's config.json: ``worldSize`` must equal the number of
     devices listed in ``npuDeviceIds``, ``maxSeqLen`` ≥ ``maxInputTokenLen``, and

@@ -17,7 +17,13 @@ _CROSS_REPO = re.compile(r"^[\w.\-]+/[\w.\-]+--")
 _CONFIG_LIKE = (".json", ".jinja", ".model", ".txt", ".py", ".tiktoken")
 
 
-@check("SEC001", "every pickle holds only what a tensor checkpoint needs", Severity.ERROR)
+@check(
+    "SEC001",
+    "every pickle holds only what a tensor checkpoint needs",
+    Severity.ERROR,
+    backend="any",
+    source="pickle protocol (CPython pickletools opcodes); torch.load weights_only allowlist",
+)
 def pickle_globals(ctx: Context) -> Iterator[Hit]:
     """Loading a pickle (``pytorch_model.bin``, ``.pt``, ``.pth``, ``.ckpt``, ``.pkl``, ``.npy``
     object arrays …) runs whatever its opcodes name. Every such file — by name, by the
@@ -87,45 +93,117 @@ def _auto_maps(ctx: Context) -> Iterator[tuple[str, str, str]]:
                     yield file, str(key), r
 
 
-@check("SEC002", "remote code (auto_map) is declared and allowed", Severity.ERROR)
-def remote_code(ctx: Context) -> Iterator[Hit]:
-    """``auto_map`` in config.json or tokenizer_config.json means the model's classes are Python files
-    shipped with the weights: loading needs ``trust_remote_code`` and runs that code. Without it the
-    init fails; with it, the folder's code runs with the service's rights. The ``org/repo--module.Class``
-    form fetches code from another repository at load time.
+def _builtin_class(ctx: Context, file: str, key: str) -> str | None:
+    """Why transformers needs no folder code for this auto_map entry (None: it does).
 
-    Bad: ``"auto_map": {"AutoModelForCausalLM": "someone/other--modeling.Model"}``.
-    Good: no auto_map (a model transformers ships), or reviewed local code with trust_remote_code true.
+    transformers uses its own class when it has one and ``trust_remote_code`` is not set
+    (``resolve_trust_remote_code`` with local code available): a built-in ``model_type`` for the
+    model classes, a built-in ``tokenizer_class`` for AutoTokenizer."""
+    from npu_preflight.knowledge import builtin_entry, transformers_table, transformers_version
+
+    version = transformers_version()
+    if key == "AutoTokenizer" or file == "tokenizer_config.json":
+        tc = ctx.json_load("tokenizer_config.json")
+        cls = tc.get("tokenizer_class") if isinstance(tc, dict) else None
+        known = set(transformers_table()["tokenizer_classes"])
+        if isinstance(cls, str) and (cls in known or cls.removesuffix("Fast") in known):
+            return f"tokenizer_class {cls!r} is built into transformers {version}"
+        return None
+    if ctx.availability("config") is not None:
+        return None
+    mt = ctx.config.get("model_type")
+    if isinstance(mt, str) and builtin_entry(mt) is not None:
+        return f"model_type {mt!r} is built into transformers {version}"
+    return None
+
+
+@check(
+    "SEC002",
+    "remote code (auto_map) is needed only where no built-in class exists",
+    Severity.ERROR,
+    backend="any",
+    source="transformers dynamic_module_utils.resolve_trust_remote_code; MindIE-LLM atb_llm/models/__init__.py get_model",
+)
+def remote_code(ctx: Context) -> Iterator[Hit]:
+    """``auto_map`` in config.json or tokenizer_config.json points at Python files shipped with the
+    weights. transformers runs them only with ``trust_remote_code``, and without it uses its own
+    class when it has one: a folder whose ``model_type`` (or ``tokenizer_class``) is built into
+    transformers loads without remote code — DeepSeek-V3's release carries an auto_map and needs
+    none. MindIE's ATB backend never reads config.json's auto_map (it picks its own model code by
+    ``model_type``); it loads the tokenizer through transformers with the model_config's
+    ``trust_remote_code``. So the error is only for code that is needed and not allowed; the
+    ``org/repo--module.Class`` form fetches code from another repository at load time.
+
+    Bad: ``"auto_map": {"AutoModelForCausalLM": "modeling_x.XForCausalLM"}`` with a model_type
+    transformers does not know, and trust_remote_code false.
+    Good: no auto_map, a built-in model_type, or reviewed local code with trust_remote_code true.
     Fix: prefer a natively supported architecture; otherwise review the .py files and set trust_remote_code.
     """
     allowed = ctx.trust_remote_code
+    atb = ctx.backend == "mindie-atb"
     for file, key, ref in _auto_maps(ctx):
         loc = Location(file=file, key=f"{file}:auto_map.{key}")
-        if _CROSS_REPO.match(ref):
+        builtin = _builtin_class(ctx, file, key)
+        model_class = file == "config.json" and key != "AutoTokenizer"
+        if atb and model_class:
+            yield Hit(
+                f"{file} auto_map {key} → {ref!r} is not used by MindIE's ATB backend (it runs its own model "
+                "code for the model_type)",
+                "Nothing to do for MindIE.",
+                loc,
+                {"ref": ref, "needed": False},
+                severity=Severity.INFO,
+            )
+            continue
+        if builtin is not None and not allowed:
+            yield Hit(
+                f"{file} auto_map {key} → {ref!r} is not needed: {builtin} and loads without trust_remote_code",
+                "Nothing to do; the folder's code does not run.",
+                loc,
+                {"ref": ref, "needed": False},
+                severity=Severity.INFO,
+            )
+        elif _CROSS_REPO.match(ref):
             yield Hit(
                 f"{file} auto_map {key} → {ref!r} pulls code from another repository at load time",
                 "Vendor and review that code locally, or use a model whose classes ship with transformers.",
                 loc,
-                {"ref": ref},
+                {"ref": ref, "needed": builtin is None},
+            )
+        elif builtin is not None:
+            yield Hit(
+                f"{file} auto_map {key} → {ref!r}: {builtin}, but trust_remote_code is enabled, so the "
+                "folder's code runs instead of the built-in class",
+                "Turn trust_remote_code off unless the folder's code is wanted (and reviewed).",
+                loc,
+                {"ref": ref, "needed": False},
+                severity=Severity.WARNING,
             )
         elif not allowed:
             yield Hit(
-                f"{file} auto_map {key} → {ref!r} needs trust_remote_code, which is not enabled: the init would fail",
+                f"{file} auto_map {key} → {ref!r} needs trust_remote_code (transformers has no built-in class for "
+                "it), which is not enabled: the init would fail",
                 "Review the folder's .py files, then set model_config trust_remote_code true (or --trust-remote-code).",
                 loc,
-                {"ref": ref},
+                {"ref": ref, "needed": True},
             )
         else:
             yield Hit(
                 f"{file} auto_map {key} → {ref!r}: the folder's code will run (trust_remote_code is enabled)",
                 "Make sure the .py files in the folder were reviewed.",
                 loc,
-                {"ref": ref},
+                {"ref": ref, "needed": True},
                 severity=Severity.WARNING,
             )
 
 
-@check("SEC003", "no Python files in the weights folder", Severity.WARNING)
+@check(
+    "SEC003",
+    "no Python files in the weights folder",
+    Severity.WARNING,
+    backend="any",
+    source="transformers trust_remote_code (runs the folder's .py files)",
+)
 def python_files(ctx: Context) -> Iterator[Hit]:
     """``*.py`` files in a weight folder are code that ``trust_remote_code`` (or a careless import)
     runs with the service's rights.
@@ -149,7 +227,13 @@ def _hf_cache_link(ctx: Context, target: Path) -> bool:
     return "blobs" in parts and any(p == "snapshots" for p in ctx.weights_dir.resolve().parts)
 
 
-@check("SEC004", "no symlink leaves the folder", Severity.ERROR)
+@check(
+    "SEC004",
+    "no symlink leaves the folder",
+    Severity.ERROR,
+    backend="any",
+    source="MindIE file_utils (no symlinks); Hugging Face cache layout (snapshots → blobs)",
+)
 def symlinks(ctx: Context) -> Iterator[Hit]:
     """A symlink pointing outside the folder makes the loader read files someone else controls.
     Hugging Face cache snapshots link into the same cache's blobs (a warning: MindIE's file check
@@ -195,7 +279,13 @@ def _readable(path: Path) -> bool:
         return False
 
 
-@check("SEC005", "no file writable by others or unreadable", Severity.ERROR)
+@check(
+    "SEC005",
+    "no file writable by others or unreadable",
+    Severity.ERROR,
+    backend="any",
+    source="POSIX permissions; MindIE file_utils (no group/other write)",
+)
 def permissions(ctx: Context) -> Iterator[Hit]:
     """A weight or config file anyone on the host can write can be swapped under the service (and
     MindIE refuses it); a file the current user cannot read fails the load.
@@ -228,7 +318,13 @@ def permissions(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("SEC006", "files pass MindIE's own file-safety rules", Severity.WARNING)
+@check(
+    "SEC006",
+    "files pass MindIE's own file-safety rules",
+    Severity.WARNING,
+    backend="mindie",
+    source="Ascend/MindIE-LLM examples/atb_models/atb_llm/utils/file_utils.py check_file_safety / check_path_permission",
+)
 def mindie_file_rules(ctx: Context) -> Iterator[Hit]:
     """mindie_llm's ``file_utils`` checks the files it opens: owner is the current user or root (or
     shares its group), not writable by group or others ("The file should not be writable by group
@@ -302,7 +398,13 @@ def mindie_file_rules(ctx: Context) -> Iterator[Hit]:
 _LOADED_SUFFIXES = (".safetensors", ".json", ".bin", ".pt", ".pth", ".ckpt", ".pkl", ".model", ".jinja", ".txt")
 
 
-@check("SEC007", "only regular files, folders and links in the folder", Severity.ERROR)
+@check(
+    "SEC007",
+    "only regular files, folders and links in the folder",
+    Severity.ERROR,
+    backend="any",
+    source="POSIX file types (a FIFO blocks its reader)",
+)
 def special_files(ctx: Context) -> Iterator[Hit]:
     """A FIFO, device or socket in a weights folder is never a model file. Opened by a loader, a FIFO
     blocks until someone writes to it (the service hangs at start-up, forever) and ``/dev/zero``

@@ -25,7 +25,13 @@ TOKENIZER_FILES = (
 )
 
 
-@check("TOK001", "tokenizer files are present", Severity.ERROR)
+@check(
+    "TOK001",
+    "tokenizer files are present",
+    Severity.ERROR,
+    backend="any",
+    source="transformers AutoTokenizer; MindIE router tokenizer loading (atb_llm/models/base/router.py)",
+)
 def tokenizer_present(ctx: Context) -> Iterator[Hit]:
     """The generator loads the tokenizer with the weights (``model_wrapper.tokenizer``); without
     tokenizer files the init fails after the weights are loaded.
@@ -56,7 +62,13 @@ def tokenizer_present(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("TOK002", "tokenizer.json and tokenizer_config.json parse", Severity.ERROR)
+@check(
+    "TOK002",
+    "tokenizer.json and tokenizer_config.json parse",
+    Severity.ERROR,
+    backend="any",
+    source="tokenizers Tokenizer.from_file; transformers tokenizer_config.json",
+)
 def tokenizer_readable(ctx: Context) -> Iterator[Hit]:
     """A tokenizer.json that is not valid JSON, or has no ``model.vocab``, fails the tokenizer load;
     so does a malformed tokenizer_config.json.
@@ -78,10 +90,33 @@ def tokenizer_readable(ctx: Context) -> Iterator[Hit]:
             yield Hit(f"{rel} cannot be used: {value}", f"Download {rel} again.", Location(file=rel))
 
 
-@check("TOK003", "tokenizer ids fit the embedding", Severity.ERROR, requires=("tokenizer", "architecture"))
+def _added_max(ctx: Context) -> int:
+    """The largest id tokenizer_config.json's added_tokens_decoder adds (-1 when none)."""
+    tc = ctx.json_load("tokenizer_config.json")
+    dec = tc.get("added_tokens_decoder") if isinstance(tc, dict) else None
+    best = -1
+    if isinstance(dec, dict):
+        for k in dec:
+            if isinstance(k, str) and k.isdigit() and len(k) <= 12:
+                best = max(best, int(k))
+    return best
+
+
+@check(
+    "TOK003",
+    "tokenizer ids fit the embedding",
+    Severity.ERROR,
+    requires=("architecture",),
+    backend="any",
+    source="the embedding lookup of every runtime (an id ≥ rows is an out-of-range gather); sentencepiece "
+    "ModelProto / tiktoken formats",
+)
 def vocab_fits_embedding(ctx: Context) -> Iterator[Hit]:
     """Every id the tokenizer emits indexes an embedding row; an id beyond the table is an
-    out-of-range gather on the device — a crash mid-request, not at start-up.
+    out-of-range gather on the device — a crash mid-request, not at start-up. The ids come from
+    tokenizer.json, else from a sentencepiece ``tokenizer.model`` (ChatGLM3, Baichuan2, InternLM2)
+    or a tiktoken file (GLM-4), read without their libraries, plus tokenizer_config.json's
+    ``added_tokens_decoder``.
 
     Bad: a tokenizer with 151,665 ids over a 151,643-row embedding (added tokens without a resize).
     Good: tokenizer ids < embedding rows (extra padded rows are fine).
@@ -92,15 +127,29 @@ def vocab_fits_embedding(ctx: Context) -> Iterator[Hit]:
     if emb is None or not emb.info.shape:
         return
     rows = emb.info.shape[0]
-    tok = ctx.tokenizer
-    if tok.size > rows:
-        over = sorted((i, t) for t, i in tok.token_to_id.items() if i >= rows)[:5]
+    if ctx.tokenizer_load is not None:
+        tok = ctx.tokenizer
+        if tok.size > rows:
+            over = sorted((i, t) for t, i in tok.token_to_id.items() if i >= rows)[:5]
+            yield Hit(
+                f"the tokenizer emits ids up to {tok.max_id:,} but {fam.embed} has {rows:,} rows "
+                f"(e.g. {', '.join(f'{t!r}={i}' for i, t in over)})",
+                "Resize the embeddings to cover the tokenizer (resize_token_embeddings) and re-save, or use the "
+                "matching tokenizer.",
+                Location(file="tokenizer.json", tensor=fam.embed),
+                {"tokenizer_ids": tok.size, "embedding_rows": rows},
+            )
+        return
+    rel, vf = ctx.vocab_file
+    top = max(vf.size - 1, _added_max(ctx))
+    if top >= rows:
         yield Hit(
-            f"the tokenizer emits ids up to {tok.max_id:,} but {fam.embed} has {rows:,} rows "
-            f"(e.g. {', '.join(f'{t!r}={i}' for i, t in over)})",
-            "Resize the embeddings to cover the tokenizer (resize_token_embeddings) and re-save, or use the matching tokenizer.",
-            Location(file="tokenizer.json", tensor=fam.embed),
-            {"tokenizer_ids": tok.size, "embedding_rows": rows},
+            f"{rel} ({vf.kind}) defines {vf.size:,} ids"
+            + (f" and tokenizer_config.json adds ids up to {top:,}" if top >= vf.size else "")
+            + f", but {fam.embed} has {rows:,} rows",
+            "Resize the embeddings to cover the tokenizer and re-save, or use the matching tokenizer.",
+            Location(file=rel, tensor=fam.embed),
+            {"tokenizer_ids": top + 1, "embedding_rows": rows, "kind": vf.kind},
         )
 
 
@@ -120,7 +169,14 @@ def _ids(value: Any) -> list[int]:
     return []
 
 
-@check("TOK004", "bos/eos/pad ids are in the vocabulary and consistent", Severity.ERROR, requires=("config",))
+@check(
+    "TOK004",
+    "bos/eos/pad ids are in the vocabulary and consistent",
+    Severity.ERROR,
+    requires=("config",),
+    backend="any",
+    source="transformers GenerationConfig (eos_token_id, pad_token_id) and tokenizer special tokens",
+)
 def special_tokens(ctx: Context) -> Iterator[Hit]:
     """The generator stops on ``eos_token_id`` and pads with ``pad_token_id``. An id outside the
     vocabulary crashes the sampler or never matches (endless generation); config.json,
@@ -190,7 +246,14 @@ def special_tokens(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("TOK005", "generation_config.json parses and fits the model", Severity.WARNING, requires=("config",))
+@check(
+    "TOK005",
+    "generation_config.json parses and fits the model",
+    Severity.WARNING,
+    requires=("config",),
+    backend="any",
+    source="transformers GenerationConfig.from_pretrained",
+)
 def generation_config(ctx: Context) -> Iterator[Hit]:
     """generation_config.json sets defaults for every request; a malformed file is ignored by some
     servers and fatal to others, and a ``max_length`` beyond ``max_position_embeddings`` lets requests
@@ -249,7 +312,13 @@ def chat_templates(ctx: Context) -> dict[str, str]:
     return out
 
 
-@check("TOK006", "the chat template is present and renders", Severity.WARNING)
+@check(
+    "TOK006",
+    "the chat template is present and renders",
+    Severity.WARNING,
+    backend="any",
+    source="transformers apply_chat_template (Jinja2 ImmutableSandboxedEnvironment)",
+)
 def chat_template(ctx: Context) -> Iterator[Hit]:
     """Chat endpoints format messages with the tokenizer's chat template (Jinja2). Without one they
     refuse chat requests or fall back to a generic format the model was not trained on; a template
@@ -303,6 +372,8 @@ def chat_template(ctx: Context) -> Iterator[Hit]:
     Severity.ERROR,
     phase=Phase.ENVIRONMENT,
     requires=("probe",),
+    backend="host",
+    source="tokenizers release compatibility (tokenizer.json format versions)",
 )
 def tokenizer_loads(ctx: Context) -> Iterator[Hit]:
     """A tokenizer.json written by a newer ``tokenizers`` can be unreadable by the installed one

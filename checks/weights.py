@@ -17,7 +17,13 @@ _LENIENT = ("DuplicateKey", "DuplicateKeyConflict", "UnknownField", "EmptyName",
 _MAX_PER_FILE = 20
 
 
-@check("WT001", "the folder holds weights", Severity.ERROR)
+@check(
+    "WT001",
+    "the folder holds weights",
+    Severity.ERROR,
+    backend="any",
+    source="Ascend/MindIE-LLM examples/atb_models/atb_llm/utils/weights.py (safetensors only); transformers from_pretrained",
+)
 def weights_present(ctx: Context) -> Iterator[Hit]:
     """A folder with no ``*.safetensors`` cannot be loaded by MindIE, whose loader reads safetensors
     only; legacy ``pytorch_model*.bin`` pickles also run code when loaded.
@@ -45,7 +51,13 @@ def weights_present(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("WT002", "every safetensors header is readable", Severity.ERROR)
+@check(
+    "WT002",
+    "every safetensors header is readable",
+    Severity.ERROR,
+    backend="any",
+    source="safetensors format specification (8-byte header length, JSON header)",
+)
 def header_readable(ctx: Context) -> Iterator[Hit]:
     """The loader reads an 8-byte little-endian length, then that many bytes of JSON describing
     every tensor. A header that fails here fails the load (``HeaderTooLarge``,
@@ -72,7 +84,13 @@ def header_readable(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("WT003", "tensor offsets and sizes are consistent", Severity.ERROR)
+@check(
+    "WT003",
+    "tensor offsets and sizes are consistent",
+    Severity.ERROR,
+    backend="any",
+    source="safetensors format specification (contiguous data_offsets)",
+)
 def layout_valid(ctx: Context) -> Iterator[Hit]:
     """Tensors must tile the byte buffer exactly: contiguous from byte 0, each span equal to its
     dtype × shape, the last ending at the end of the file. Anything else is a truncated,
@@ -103,7 +121,13 @@ def layout_valid(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("WT004", "safetensors headers follow the specification strictly", Severity.WARNING)
+@check(
+    "WT004",
+    "safetensors headers follow the specification strictly",
+    Severity.WARNING,
+    backend="any",
+    source="safetensors format specification; the safetensors library's parser (differential tests)",
+)
 def header_strict(ctx: Context) -> Iterator[Hit]:
     """The safetensors library loads some headers its specification forbids: duplicate tensor
     names (the last wins, so one tensor silently disappears), unknown fields, empty names and a
@@ -130,7 +154,13 @@ def header_strict(ctx: Context) -> Iterator[Hit]:
                 )
 
 
-@check("WT005", "safetensors metadata format is pt, tf, flax or mlx", Severity.WARNING)
+@check(
+    "WT005",
+    "safetensors metadata format is pt, tf, flax or mlx",
+    Severity.WARNING,
+    backend="transformers",
+    source="transformers modeling_utils (metadata format pt/tf/flax/mlx)",
+)
 def metadata_format(ctx: Context) -> Iterator[Hit]:
     """transformers refuses a safetensors file whose ``__metadata__.format`` is present but not one
     of ``pt``, ``tf``, ``flax`` or ``mlx`` ("does not contain the valid metadata").
@@ -150,7 +180,13 @@ def metadata_format(ctx: Context) -> Iterator[Hit]:
                     )
 
 
-@check("WT006", "no Git LFS pointer in place of a weight file", Severity.ERROR)
+@check(
+    "WT006",
+    "no Git LFS pointer in place of a weight file",
+    Severity.ERROR,
+    backend="any",
+    source="Git LFS pointer file specification",
+)
 def lfs_pointers(ctx: Context) -> Iterator[Hit]:
     """Cloning a model repository without ``git lfs`` leaves ~130-byte text stubs where the weights
     should be. safetensors reports them as ``HeaderTooLarge`` ("version " read as a length),
@@ -180,7 +216,9 @@ def lfs_pointers(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("WT007", "no zero-byte weight file", Severity.ERROR)
+@check(
+    "WT007", "no zero-byte weight file", Severity.ERROR, backend="any", source="safetensors library (HeaderTooSmall)"
+)
 def empty_files(ctx: Context) -> Iterator[Hit]:
     """A zero-byte weight file is a failed copy or a full disk; the loader fails with
     ``HeaderTooSmall``.
@@ -200,7 +238,13 @@ def empty_files(ctx: Context) -> Iterator[Hit]:
             yield Hit(f"{rel} is empty (0 bytes)", "Copy the file again.", Location(file=rel))
 
 
-@check("WT008", "no partial downloads", Severity.ERROR)
+@check(
+    "WT008",
+    "no partial downloads",
+    Severity.ERROR,
+    backend="any",
+    source="huggingface_hub download (.incomplete files)",
+)
 def partial_downloads(ctx: Context) -> Iterator[Hit]:
     """``*.incomplete`` (huggingface_hub) and ``*.part``/``*.partial`` files are downloads that never
     finished; the file they were meant to become is missing or stale.
@@ -219,7 +263,13 @@ def partial_downloads(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("WT009", "safetensors headers are 8-byte aligned", Severity.INFO)
+@check(
+    "WT009",
+    "safetensors headers are 8-byte aligned",
+    Severity.INFO,
+    backend="any",
+    source="safetensors writer (header padded to 8 bytes)",
+)
 def header_aligned(ctx: Context) -> Iterator[Hit]:
     """The writer pads the header with spaces to a multiple of 8 so the tensor data is aligned; an
     unaligned header loads, but memory-mapped tensors are then unaligned and copied.
@@ -237,7 +287,13 @@ def header_aligned(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("WT010", "the shard index parses", Severity.ERROR)
+@check(
+    "WT010",
+    "the shard index parses",
+    Severity.ERROR,
+    backend="any",
+    source="transformers sharded checkpoint loading (model.safetensors.index.json)",
+)
 def index_valid(ctx: Context) -> Iterator[Hit]:
     """``model.safetensors.index.json`` maps each tensor to its shard. If it does not parse, the
     loader fails before reading a single weight.
@@ -276,7 +332,13 @@ def _escapes(ctx: Context, shard: str) -> bool:
     return root != target and root not in target.parents
 
 
-@check("WT011", "every shard the index lists exists", Severity.ERROR)
+@check(
+    "WT011",
+    "every shard the index lists exists",
+    Severity.ERROR,
+    backend="any",
+    source="transformers sharded checkpoint loading; MindIE weights.py (reads the shards present)",
+)
 def index_shards_exist(ctx: Context) -> Iterator[Hit]:
     """transformers does not check that the shards exist; a missing one fails later, mid-load, as
     ``FileNotFoundError`` — or, in servers that skip missing files, leaves random weights.
@@ -301,7 +363,13 @@ def index_shards_exist(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("WT012", "every indexed tensor is in the shard the index names", Severity.ERROR)
+@check(
+    "WT012",
+    "every indexed tensor is in the shard the index names",
+    Severity.ERROR,
+    backend="any",
+    source="transformers sharded checkpoint loading (weight_map)",
+)
 def index_tensors_in_shards(ctx: Context) -> Iterator[Hit]:
     """Loaders open the shard the index names and ask it for the tensor; if the shard lacks it, the
     load fails with a missing key — or the weight stays randomly initialised.
@@ -326,7 +394,13 @@ def index_tensors_in_shards(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("WT013", "every tensor in a shard is in the index", Severity.ERROR)
+@check(
+    "WT013",
+    "every tensor in a shard is in the index",
+    Severity.ERROR,
+    backend="any",
+    source="transformers (loads by index); MindIE weights.py (scans every shard)",
+)
 def shard_tensors_indexed(ctx: Context) -> Iterator[Hit]:
     """A tensor stored in a shard but absent from the index is never loaded by transformers, while
     MindIE, which scans the shards, may load it — two runtimes, two models.
@@ -351,7 +425,13 @@ def shard_tensors_indexed(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("WT014", "no tensor stored in two shards", Severity.ERROR)
+@check(
+    "WT014",
+    "no tensor stored in two shards",
+    Severity.ERROR,
+    backend="any",
+    source="transformers and MindIE weight maps (one name, one tensor)",
+)
 def tensor_in_two_shards(ctx: Context) -> Iterator[Hit]:
     """The same tensor name in two loaded files means one copy silently wins, depending on the
     loader and the order it reads files in.
@@ -377,7 +457,13 @@ def tensor_in_two_shards(ctx: Context) -> Iterator[Hit]:
                 seen[name] = rel
 
 
-@check("WT015", "index total_size matches the shards", Severity.WARNING)
+@check(
+    "WT015",
+    "index total_size matches the shards",
+    Severity.WARNING,
+    backend="any",
+    source="model.safetensors.index.json metadata.total_size (transformers save_pretrained)",
+)
 def index_total_size(ctx: Context) -> Iterator[Hit]:
     """``metadata.total_size`` is the sum of tensor bytes (some tools sum file sizes; both are
     accepted). A mismatch means the index belongs to another version of the weights.
@@ -404,7 +490,13 @@ def index_total_size(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("WT016", "index paths stay inside the folder", Severity.ERROR)
+@check(
+    "WT016",
+    "index paths stay inside the folder",
+    Severity.ERROR,
+    backend="any",
+    source="transformers sharded loading (joins weight_map paths to the folder)",
+)
 def index_paths_contained(ctx: Context) -> Iterator[Hit]:
     """A weight_map entry such as ``../other/model.safetensors`` or an absolute path makes the loader
     read files outside the weight folder — another model's weights, or anything on the host.
@@ -426,7 +518,13 @@ def index_paths_contained(ctx: Context) -> Iterator[Hit]:
             )
 
 
-@check("WT017", "no stray weight files beside the indexed set", Severity.ERROR)
+@check(
+    "WT017",
+    "no stray weight files beside the indexed set",
+    Severity.ERROR,
+    backend="any",
+    source="Ascend/MindIE-LLM examples/atb_models/atb_llm/utils/weights.py (reads every *.safetensors); transformers file precedence",
+)
 def stray_weight_files(ctx: Context) -> Iterator[Hit]:
     """MindIE's loader reads every ``*.safetensors`` in the folder, and transformers prefers
     ``model.safetensors`` over an index. A leftover ``consolidated.safetensors`` or a
@@ -457,7 +555,13 @@ def stray_weight_files(ctx: Context) -> Iterator[Hit]:
                 )
 
 
-@check("WT018", "one weight format, not safetensors and pickles side by side", Severity.WARNING)
+@check(
+    "WT018",
+    "one weight format, not safetensors and pickles side by side",
+    Severity.WARNING,
+    backend="any",
+    source="transformers file precedence (safetensors before pytorch_model.bin)",
+)
 def mixed_formats(ctx: Context) -> Iterator[Hit]:
     """A folder with both safetensors and ``pytorch_model*.bin`` doubles the download, and a loader
     that falls back to the pickles runs their code.
@@ -476,7 +580,13 @@ def mixed_formats(ctx: Context) -> Iterator[Hit]:
         )
 
 
-@check("WT019", "the whole folder was listed", Severity.ERROR)
+@check(
+    "WT019",
+    "the whole folder was listed",
+    Severity.ERROR,
+    backend="preflight",
+    source="npu_preflight listing cap (MAX_LISTING)",
+)
 def listing_complete(ctx: Context) -> Iterator[Hit]:
     """The tool lists at most 100,000 entries (``.git`` is never descended). A folder with more was
     not fully checked — a pickle or a stray weight file past the cut would go unseen — so the run

@@ -103,6 +103,59 @@ def _hf_config(spec: Spec) -> Any:
         return tf.Qwen3Config(head_dim=spec.hidden // spec.heads, **common)
     if fam == "mixtral":
         return tf.MixtralConfig(num_local_experts=spec.experts, num_experts_per_tok=2, **common)
+    hd = spec.hidden // spec.heads
+    if fam == "phi3":
+        return tf.Phi3Config(**common)
+    if fam == "gemma":
+        return tf.GemmaConfig(head_dim=hd, **common)
+    if fam == "gemma2":
+        return tf.Gemma2Config(head_dim=hd, **common)
+    if fam == "gemma3_text":
+        return tf.Gemma3TextConfig(head_dim=hd, **common)
+    if fam == "glm4":
+        return tf.Glm4Config(head_dim=hd, **common)
+    if fam == "qwen2_moe":
+        return tf.Qwen2MoeConfig(
+            num_experts=spec.experts,
+            num_experts_per_tok=2,
+            moe_intermediate_size=spec.intermediate // 2,
+            shared_expert_intermediate_size=spec.intermediate,
+            **common,
+        )
+    if fam == "qwen3_moe":
+        return tf.Qwen3MoeConfig(
+            head_dim=hd,
+            num_experts=spec.experts,
+            num_experts_per_tok=2,
+            moe_intermediate_size=spec.intermediate // 2,
+            **common,
+        )
+    if fam == "deepseek_v2":
+        return tf.DeepseekV2Config(
+            vocab_size=spec.vocab,
+            hidden_size=spec.hidden,
+            intermediate_size=spec.intermediate,
+            moe_intermediate_size=spec.intermediate // 2,
+            num_hidden_layers=spec.layers,
+            num_attention_heads=spec.heads,
+            num_key_value_heads=spec.heads,
+            n_routed_experts=spec.experts,
+            n_shared_experts=2,
+            num_experts_per_tok=2,
+            first_k_dense_replace=1,
+            n_group=1,
+            topk_group=1,
+            q_lora_rank=None,
+            kv_lora_rank=16,
+            qk_rope_head_dim=8,
+            qk_nope_head_dim=8,
+            v_head_dim=16,
+            max_position_embeddings=spec.max_position,
+            tie_word_embeddings=spec.tie,
+            bos_token_id=1,
+            eos_token_id=2,
+            pad_token_id=3,
+        )
     if fam == "deepseek_v3":
         return tf.DeepseekV3Config(
             vocab_size=spec.vocab,
@@ -133,7 +186,22 @@ def _hf_config(spec: Spec) -> Any:
 
 
 REMOTE_FAMILIES = ("baichuan", "internlm2", "chatglm")
-HF_FAMILIES = ("llama", "mistral", "qwen2", "qwen3", "mixtral", "deepseek_v3")
+HF_FAMILIES = (
+    "llama",
+    "mistral",
+    "qwen2",
+    "qwen3",
+    "mixtral",
+    "deepseek_v3",
+    "deepseek_v2",
+    "phi3",
+    "gemma",
+    "gemma2",
+    "gemma3_text",
+    "glm4",
+    "qwen2_moe",
+    "qwen3_moe",
+)
 
 
 def build(path: Path, spec: Spec | None = None, *, tokenizer: bool = True) -> Path:

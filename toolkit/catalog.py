@@ -27,6 +27,7 @@ class DeviceSpec:
     source: str
     soc_version: int | None = None
     index: int | None = None
+    fp8: bool | None = None  # runs FP8 weights natively (None: unknown)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form for the report."""
@@ -39,6 +40,7 @@ class DeviceSpec:
             "source": self.source,
             "soc_version": self.soc_version,
             "index": self.index,
+            "fp8": self.fp8,
         }
 
 
@@ -58,8 +60,15 @@ def find_device(name: str) -> DeviceSpec | None:
     want = _norm(name)
     for d in catalog():
         if want in {_norm(n) for n in [d["name"], *d.get("aliases", [])]}:
+            fp8 = d.get("fp8")
             return DeviceSpec(
-                d["name"], d["kind"], int(d["memory_gib"] * GIB), None, bool(d["bf16"]), f"catalog: {d['source']}"
+                d["name"],
+                d["kind"],
+                int(d["memory_gib"] * GIB),
+                None,
+                bool(d["bf16"]),
+                f"catalog: {d['source']}",
+                fp8=fp8 if isinstance(fp8, bool) else None,
             )
     return None
 
@@ -107,6 +116,7 @@ def resolve_target(
                 "probe: torch.npu.mem_get_info",
                 soc,
                 _opt_int(d.get("index")),
+                fp8=False,
             )
         if kind == "cuda" and probe.cuda_devices:
             d = probe.cuda_devices[0]
@@ -120,6 +130,7 @@ def resolve_target(
                 "probe: torch.cuda.mem_get_info",
                 None,
                 _opt_int(d.get("index")),
+                fp8=_cuda_fp8(d.get("capability")),
             )
         if kind == "cpu":
             host = probe.host
@@ -132,8 +143,21 @@ def resolve_target(
             if memory_limit is not None and memory_limit < total:
                 total = memory_limit
                 free = min(free or total, total)
-            return DeviceSpec("CPU (host memory)", "cpu", total, free, True, "probe: /proc/meminfo", None, None)
+            return DeviceSpec(
+                "CPU (host memory)", "cpu", total, free, True, "probe: /proc/meminfo", None, None, fp8=False
+            )
     raise Unavailable(f"--device {device}: no such device was found by the probe (see ENV015)")
+
+
+def _cuda_fp8(capability: Any) -> bool | None:
+    """FP8 tensor cores from the compute capability "major.minor" (8.9 and above), None when unknown."""
+    if not isinstance(capability, str):
+        return None
+    try:
+        major, minor = (int(p) for p in capability.split(".", 1))
+    except ValueError:
+        return None
+    return (major, minor) >= (8, 9)
 
 
 def _opt_int(v: Any) -> int | None:

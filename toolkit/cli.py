@@ -467,16 +467,32 @@ def explain(check_id: str) -> None:
         f"severity: {spec.severity.value} · phase: {spec.phase.value}"
         + (f" · needs: {', '.join(spec.requires)}" if spec.requires else "")
     )
+    click.echo(f"rule of: {_BACKEND_WORDS[spec.backend]}")
+    if spec.source:
+        click.echo(f"source: {spec.source}")
     click.echo("")
     click.echo(spec.doc)
 
 
-def _options_for(python_path: str | None, device: str, target_device: str | None, static: bool) -> Any:
+_BACKEND_WORDS = {
+    "any": "every loader (transformers and MindIE alike)",
+    "mindie": "MindIE-LLM (its ATB model code, validation and environment)",
+    "transformers": "transformers",
+    "tensor-parallel": "tensor-parallel runtimes (MindIE ATB, vLLM), each as its code behaves",
+    "preflight": "npu-preflight's own plan and sandbox",
+    "host": "the host: torch, torch_npu, CANN and the filesystem",
+}
+
+
+def _options_for(
+    python_path: str | None, device: str, target_device: str | None, static: bool, planning: bool = False
+) -> Any:
     from npu_preflight.context import RunOptions
 
     _check_target(target_device)
     return RunOptions(
         static=static,
+        planning=planning,
         no_init=True,
         device=device,  # type: ignore[arg-type]  # click.Choice guarantees the Literal
         target_device=target_device,
@@ -537,7 +553,7 @@ def plan(
 
     weights = _weights_dir(weights_dir)
     mc = _read_model_config(model_config_path, sets)
-    options = _options_for(python_path, device, target_device, static=target_device is not None)
+    options = _options_for(python_path, device, target_device, static=target_device is not None, planning=True)
     ctx = Context(weights, mc, options=options)
     specs = [s for s in registry().specs if s.id.startswith("MEM") or s.id == "ENV009"]
     report = run(ctx, specs, Policy())

@@ -21,7 +21,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, overload
 
 from npu_preflight.errors import FactError, Interrupted, Unavailable
 from npu_preflight.formats.index import INDEX_NAME, Index, IndexFormatError, read_index
@@ -37,9 +37,11 @@ if TYPE_CHECKING:
     from npu_preflight.catalog import DeviceSpec
     from npu_preflight.deep import DeepScan
     from npu_preflight.formats.pickle_scan import ScanResult
+    from npu_preflight.formats.spm import VocabFile
     from npu_preflight.formats.tokenizer import TokenizerFormatError, TokenizerInfo
     from npu_preflight.memory import Plan
     from npu_preflight.probe import ProbeResult
+    from npu_preflight.quant import Quantization
     from npu_preflight.sandbox import InitOutcome, InitRequest
 
 CONFIG_NAME = "config.json"
@@ -52,6 +54,15 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # legacy 
 MAX_RANK_TABLE_BYTES = 10 * 1024 * 1024
 
 T = TypeVar("T")
+Backend = Literal["mindie-atb", "mindie-other", "generic"]
+
+
+@dataclass(frozen=True)
+class EffectiveConfig:
+    """config.json's language-model part completed with its family's defaults."""
+
+    values: dict[str, Any]
+    defaulted: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -68,6 +79,7 @@ class RunOptions:
     timeout: float = 600.0
     memory_limit: int | None = None
     trust_remote_code: bool = False
+    planning: bool = False  # the ``plan`` command: a partial model_config is a question, not a fault
     probe_timeout: float = 120.0
     workers: int | None = None
     containment: Containment = "auto"
@@ -353,11 +365,38 @@ class Context:
         """The language-model part of config.json (``text_config`` for multimodal wrappers)."""
         cfg = self.config
         inner = cfg.get("text_config")
-        if isinstance(inner, dict) and "num_hidden_layers" in inner:
+        if isinstance(inner, dict) and ("num_hidden_layers" in inner or isinstance(inner.get("model_type"), str)):
             merged = dict(cfg)
             merged.update(inner)
             return merged
         return cfg
+
+    @fact
+    def effective_config(self) -> EffectiveConfig:
+        """The language-model config as its family reads it: config.json completed with the family's
+        constant defaults from the installed transformers' table (gemma2 ties its embeddings unless
+        told otherwise)."""
+        from npu_preflight.knowledge import with_defaults
+
+        values, defaulted = with_defaults(self.text_config)
+        return EffectiveConfig(values, defaulted)
+
+    @property
+    def planning(self) -> bool:
+        """Planning mode (``--static`` or ``plan``): missing deployment keys are a note, not a fault."""
+        return self.options.static or self.options.planning
+
+    @property
+    def backend(self) -> Backend:
+        """Which runtime's rules apply: MindIE's ATB models when the model_config says
+        ``backend_type`` atb (or the mindie generator runs without one), else a generic runtime
+        (transformers or a vLLM-style tensor-parallel server)."""
+        bt = self.model_config.backend_type if self.model_config is not None else None
+        if bt == "atb" or (bt is None and self.options.generator == "mindie"):
+            return "mindie-atb"
+        if bt in ("ms", "torch"):
+            return "mindie-other"
+        return "generic"
 
     @property
     def declared_dtype(self) -> str | None:
@@ -454,14 +493,23 @@ class Context:
         """The model family (tensor naming) and its normalised dimensions."""
         from npu_preflight.arch import dims, family_for
 
-        cfg = self.text_config
-        fam = family_for(cfg, set(self.tensors))
+        eff = self.effective_config
+        cfg = eff.values
+        fam = family_for(cfg, frozenset(self.tensors))
         if fam is None:
             raise Unavailable(f"architecture {cfg.get('model_type')!r} is not known (see ARCH007)")
-        d = dims(cfg, fam)
+        d = dims(cfg, fam, eff.defaulted)
         if d is None:
             raise Unavailable("config.json lacks hidden_size, num_hidden_layers or num_attention_heads (see ARCH007)")
         return fam, d
+
+    @fact
+    def quantization(self) -> Quantization:
+        """The weights' quantisation scheme (FP8, W8A8, GPTQ …), from the tensors and config.json."""
+        from npu_preflight.quant import detect
+
+        cfg = self.text_config if self.availability("config") is None else {}
+        return detect({name: loc.info for name, loc in self.tensors.items()}, cfg)
 
     @fact
     def tokenizer_load(self) -> TokenizerInfo | TokenizerFormatError | None:
@@ -487,6 +535,23 @@ class Context:
         if isinstance(value, TokenizerFormatError):
             raise Unavailable(f"tokenizer.json could not be read ({value}; see TOK002)")
         return value
+
+    @fact
+    def vocab_file(self) -> tuple[str, VocabFile]:
+        """A vocabulary file other than tokenizer.json (sentencepiece ``tokenizer.model``, a tiktoken
+        file): its name and id count; unavailable when there is none or it does not parse."""
+        from npu_preflight.formats.spm import VocabFormatError, read_vocab
+
+        names = ["tokenizer.model", *sorted(e.rel for e in self.listing.entries if e.rel.endswith(".tiktoken"))]
+        for rel in names:
+            path = self.path(rel)
+            if not os.path.isfile(path):
+                continue
+            try:
+                return rel, read_vocab(path)
+            except VocabFormatError as exc:
+                raise Unavailable(f"{rel} is neither a sentencepiece model nor a tiktoken file ({exc})") from None
+        raise Unavailable("no tokenizer.json, tokenizer.model or *.tiktoken vocabulary (see TOK001)")
 
     def json_load(self, rel: str) -> dict[str, Any] | TokenizerFormatError | None:
         """A small JSON object file of the folder, parsed once per run: the object, why it is not
@@ -629,6 +694,7 @@ class Context:
                 npu_memory_fraction=self.env.get("NPU_MEMORY_FRACTION"),
                 runtime_rss=_pos_int_or_none(host.get("runtime_rss_bytes")),
                 host_available=_pos_int_or_none(host.get("memavailable_bytes")),
+                quant=self.quantization,
             )
         )
 

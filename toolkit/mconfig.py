@@ -172,6 +172,19 @@ class ModelConfig:
         """MindIE's required keys that are not given."""
         return [k for k in DEPLOYMENT_KEYS if k not in self.values]
 
+    def deployment_snippet(self) -> dict[str, Any]:
+        """Values for the missing deployment keys, ready to paste (a single-rank default where the
+        model_config says nothing: rank 0 on device 0, no remote code)."""
+        guess: dict[str, Any] = {
+            "backend_type": "atb",
+            "world_size": self.world_size or 1,
+            "rank": 0,
+            "local_rank": self.positive("rank") or 0,
+            "npu_device_id": 0,
+            "trust_remote_code": False,
+        }
+        return {k: guess[k] for k in self.missing_deployment_keys()}
+
     def for_generator(self) -> dict[str, Any]:
         """What the generator is handed: the effective values, without the tool's private keys."""
         return {k: v for k, v in self.effective.items() if not k.startswith("_")}
@@ -211,8 +224,9 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def validate(mc: ModelConfig) -> list[Violation]:
-    """Schema violations of the coerced model_config, each naming its key."""
+def validate(mc: ModelConfig, *, required: bool = True) -> list[Violation]:
+    """Schema violations of the coerced model_config, each naming its key (missing required keys
+    only with ``required``)."""
     import jsonschema
 
     sch = schema()
@@ -220,6 +234,8 @@ def validate(mc: ModelConfig) -> list[Violation]:
     out = []
     for err in sorted(validator.iter_errors(dict(mc.values)), key=lambda e: [str(p) for p in e.path]):
         if err.validator == "required":
+            if not required:
+                continue
             missing = str(err.message).split("'")[1] if "'" in err.message else "?"
             prop = sch["properties"].get(missing, {})
             out.append(

@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from npu_preflight.arch import Dims, Family
     from npu_preflight.catalog import DeviceSpec
     from npu_preflight.mconfig import ModelConfig
+    from npu_preflight.quant import Quantization
 
 GIB = 1024**3
 MIB = 1024**2
@@ -282,15 +283,31 @@ class PlanInputs:
     npu_memory_fraction: str | None = None  # the raw NPU_MEMORY_FRACTION
     runtime_rss: int | None = None  # the probe's RSS after importing torch and transformers
     host_available: int | None = None
+    quant: Quantization | None = None
 
 
 def weights_per_rank(
-    tensors: Mapping[str, TensorInfo], world_size: int, load_bytes: int | None, kv_heads: int | None
+    tensors: Mapping[str, TensorInfo],
+    world_size: int,
+    load_bytes: int | None,
+    kv_heads: int | None,
+    quant: Quantization | None = None,
+    dequantize: bool = False,
 ) -> tuple[int, int]:
-    """(total bytes at load dtype, bytes per rank) with tensor-parallel sharding."""
+    """(total bytes at load dtype, bytes per rank) with tensor-parallel sharding. Quantised weights
+    and their scales count as stored; with ``dequantize`` (a target that cannot run them) the
+    weights count at 16 bits and the scales, consumed by the conversion, not at all."""
     total, per_rank = 0, 0.0
+    aux = quant.aux if quant is not None else frozenset()
+    qw = quant.quantized if quant is not None else frozenset()
     for name, info in tensors.items():
-        if info.dtype in FLOAT_DTYPES and load_bytes is not None:
+        if name in aux:
+            if dequantize:
+                continue
+            nbytes = info.nbytes
+        elif name in qw and dequantize:
+            nbytes = info.numel * 2
+        elif info.dtype in FLOAT_DTYPES and load_bytes is not None:
             nbytes = info.numel * load_bytes
         else:
             nbytes = info.numel * DTYPE_BITS[info.dtype] // 8
@@ -318,10 +335,16 @@ def make_plan(inp: PlanInputs) -> Plan:
     if load_bytes is None:
         notes.append(f"load dtype {load_dtype!r} unknown: float tensors counted as stored")
     kv_heads = inp.arch[1].kv_heads if inp.arch is not None else None
-    total, per_rank = weights_per_rank(inp.tensors, ws, load_bytes, kv_heads)
-    largest = max(inp.shard_sizes, default=0)
-
     device = inp.device
+    quant = inp.quant if inp.quant is not None and inp.quant.method is not None else None
+    dequantize = quant is not None and quant.method == "fp8" and device is not None and device.fp8 is False
+    if dequantize and quant is not None:
+        notes.append(
+            f"the {device.name if device else 'target'} runs no FP8: weights planned as converted to 16 bits "
+            f"({quant.quantized_bytes / GIB:.1f} GiB of FP8 become {quant.dequantized_bytes / GIB:.1f} GiB)"
+        )
+    total, per_rank = weights_per_rank(inp.tensors, ws, load_bytes, kv_heads, quant, dequantize)
+    largest = max(inp.shard_sizes, default=0)
     if device is None and inp.device_note:
         notes.append(inp.device_note)
     kind = device.kind if device else "npu"
@@ -413,6 +436,9 @@ def make_plan(inp: PlanInputs) -> Plan:
         act_bytes_per_token=act,
         logits_bytes_per_seq=logits,
         prefill_tokens=prefill,
-        converts=any(t.dtype in FLOAT_DTYPES and TORCH_NAME.get(t.dtype) != load_dtype for t in inp.tensors.values()),
+        converts=any(
+            t.dtype in FLOAT_DTYPES and TORCH_NAME.get(t.dtype) != load_dtype and (quant is None or n not in quant.aux)
+            for n, t in inp.tensors.items()
+        ),
         embedding_bytes=embedding,
     )

@@ -25,6 +25,7 @@ FactName = Literal[
     "config_load",
     "config",
     "text_config",
+    "effective_config",
     "headers",
     "index_load",
     "index",
@@ -33,6 +34,7 @@ FactName = Literal[
     "architecture",
     "tokenizer_load",
     "tokenizer",
+    "vocab_file",
     "mc",
     "world_size",
     "probe",
@@ -42,9 +44,15 @@ FactName = Literal[
     "deep_scan",
     "rank_table",
     "pickle_scans",
+    "quantization",
 ]
 FACT_NAMES: frozenset[str] = frozenset(get_args(FactName))
 DeviceKind = Literal["npu", "cuda", "cpu"]
+#: Whose behaviour a check's rule describes: every loader (``any``), MindIE (its ATB model code,
+#: validation and environment), transformers, a tensor-parallel runtime, the tool's own plan or
+#: sandbox (``preflight``), or the host (torch, CANN, files).
+RuleBackend = Literal["any", "mindie", "transformers", "tensor-parallel", "preflight", "host"]
+RULE_BACKENDS: frozenset[str] = frozenset(get_args(RuleBackend))
 DeviceChoice = Literal["auto", "npu", "cuda", "cpu"]
 
 
@@ -178,6 +186,8 @@ class CheckSpec:
     requires: tuple[FactName, ...]
     doc: str
     func: CheckFunc = field(compare=False, repr=False)
+    backend: RuleBackend = "any"
+    source: str = ""
 
 
 @dataclass(frozen=True)

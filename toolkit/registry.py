@@ -12,7 +12,17 @@ from dataclasses import dataclass
 from types import ModuleType
 
 from npu_preflight.errors import UsageError
-from npu_preflight.model import FACT_NAMES, PHASE_ORDER, CheckFunc, CheckSpec, FactName, Phase, Severity
+from npu_preflight.model import (
+    FACT_NAMES,
+    PHASE_ORDER,
+    RULE_BACKENDS,
+    CheckFunc,
+    CheckSpec,
+    FactName,
+    Phase,
+    RuleBackend,
+    Severity,
+)
 
 ID_PATTERN = re.compile(r"^(CFG|MC|ENV|WT|ARCH|TOK|SEC|MEM|INIT|DATA|DIST)\d{3}$")
 _ATTR = "__preflight_spec__"
@@ -25,16 +35,23 @@ def check(
     *,
     phase: Phase = Phase.STATIC,
     requires: tuple[FactName, ...] = (),
+    backend: RuleBackend = "any",
+    source: str = "",
 ) -> Callable[[CheckFunc], CheckFunc]:
-    """Mark a function as a check; its docstring is the ``explain`` text.
+    """Mark a function as a check; its docstring is the ``explain`` text, ``backend`` says whose
+    behaviour the rule describes and ``source`` where that behaviour was read (``explain`` shows
+    both; a test requires a source on every shipped check).
 
-    A malformed id or an unknown fact name in ``requires`` fails at import time, not mid-run.
+    A malformed id, an unknown fact name in ``requires`` or an unknown backend fails at import
+    time, not mid-run.
     """
     if not ID_PATTERN.match(id):
         raise ValueError(f"check id {id!r} does not match {ID_PATTERN.pattern}")
     unknown = [r for r in requires if r not in FACT_NAMES]
     if unknown:
         raise ValueError(f"check {id}: requires unknown fact(s) {unknown}")
+    if backend not in RULE_BACKENDS:
+        raise ValueError(f"check {id}: backend {backend!r} is not one of {sorted(RULE_BACKENDS)}")
 
     def deco(func: CheckFunc) -> CheckFunc:
         spec = CheckSpec(
@@ -45,6 +62,8 @@ def check(
             requires=requires,
             doc=inspect.cleandoc(func.__doc__ or ""),
             func=func,
+            backend=backend,
+            source=source,
         )
         setattr(func, _ATTR, spec)
         return func

@@ -12,6 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from npu_preflight.cli import main
+from npu_preflight.context import RunOptions
 from npu_preflight.mconfig import ModelConfig, known_keys, validate
 from npu_preflight.model import Severity
 from tests.conftest import check_folder, ids, only
@@ -65,9 +66,13 @@ def test_schema_violation_names_the_key(llama: Path, patch: dict[str, Any], path
 def test_missing_required_quotes_mindie(llama: Path) -> None:
     mc = dict(GOOD)
     del mc["npu_device_id"]
-    [f] = only(check_folder(llama, mc, env={}), "MC001")
-    assert f.message == "model_config: `npu_device_id` is required, but not set"
+    assert "MC001" not in ids(check_folder(llama, mc, env={}))
+    r = check_folder(llama, mc, env={}, select="MC008", options=RunOptions(no_init=True))
+    [f] = only(r, "MC008")
+    assert f.severity is Severity.ERROR
+    assert "model_config: `npu_device_id` is required, but not set" in f.message
     assert f.location.key == "model_config.npu_device_id"
+    assert f.details["snippet"] == {"npu_device_id": 0}
 
 
 def test_numeric_strings_accepted_like_mindie(llama: Path) -> None:
@@ -132,12 +137,13 @@ def test_seq_beyond_positions(llama: Path) -> None:
     assert f.severity is Severity.WARNING
 
 
-def test_mindie_required_extra_keys(llama: Path) -> None:
+def test_mindie_required_keys_are_one_finding_with_a_snippet(llama: Path) -> None:
     mc = {k: v for k, v in GOOD.items() if k not in ("local_rank", "trust_remote_code")}
-    assert [f.location.key for f in only(check_folder(llama, mc), "MC008")] == [
-        "model_config.local_rank",
-        "model_config.trust_remote_code",
-    ]
+    [f] = only(check_folder(llama, mc), "MC008")
+    assert f.details["missing"] == ["local_rank", "trust_remote_code"]
+    assert f.details["snippet"] == {"local_rank": 1, "trust_remote_code": False}
+    assert '"trust_remote_code": false' in f.remediation and "--set local_rank=1" in f.remediation
+    assert f.severity is Severity.INFO and f.details["planning"] is True  # check_folder runs --static
 
 
 def service(weights: Path, **over: Any) -> dict[str, Any]:
@@ -238,7 +244,7 @@ configs = st.dictionaries(st.sampled_from([*known_keys(), "wrld_size", "x"]), va
 def test_random_model_configs_never_crash_and_name_paths(llama: Path, mc: dict[str, Any]) -> None:
     r = check_folder(llama, mc, env={"ASCEND_RT_VISIBLE_DEVICES": "0,1"}, select="MC,DIST,ENV")
     assert r.status_counts()["errored"] == 0, [c.reason for c in r.checks if c.status.value == "errored"]
-    violations = validate(ModelConfig.from_mapping(mc))
+    violations = validate(ModelConfig.from_mapping(mc), required=False)
     reported = {f.location.key for f in only(r, "MC001")}
     assert reported == {v.path for v in violations}
     for v in violations:

@@ -144,6 +144,27 @@ def cann():
     return info
 
 
+@step("atb_models")
+def atb_models():
+    """MindIE's atb_llm model folders, found without importing atb_llm (its import needs CANN)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("atb_llm")
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    if not roots and os.environ.get("ATB_SPEED_HOME_PATH"):
+        roots = [os.path.join(os.environ["ATB_SPEED_HOME_PATH"], "atb_llm")]
+    for root in roots:
+        models = os.path.join(root, "models")
+        if os.path.isdir(models):
+            names = sorted(
+                n
+                for n in os.listdir(models)
+                if n != "base" and not n.startswith("_") and os.path.isdir(os.path.join(models, n))
+            )
+            return {"path": models, "models": names}
+    return None
+
+
 def mem_info(mod, index):
     free, total = mod.mem_get_info(index)
     return {"free_bytes": int(free), "total_bytes": int(total)}
@@ -236,6 +257,7 @@ def main():
     RESULT["host"] = host()
     RESULT["packages"] = packages() or {}
     RESULT["cann"] = cann()
+    RESULT["atb_models"] = atb_models()
     pair = probe_torch()
     if pair is not None:
         torch, RESULT["torch"] = pair

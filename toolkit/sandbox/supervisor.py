@@ -677,11 +677,11 @@ class Supervisor:
                         self.forward_event(line)
         for sink in sinks.values():
             sink.close()
-        for fd in (out_r, err_r, ev_r, rep_r, self.hold_w):
-            if fd is None:
+        for pipe_fd in (out_r, err_r, ev_r, rep_r, self.hold_w):
+            if pipe_fd is None:
                 continue
             try:
-                os.close(fd)
+                os.close(pipe_fd)
             except OSError:
                 pass
         oom_kills = 0
