@@ -188,6 +188,9 @@ def warmup_blocks(ctx: Context) -> Iterator[Hit]:
         kv_room = npu_mem * 1024**3
         source = f"npu_mem {npu_mem} GB"
     else:
+        budget = plan.budget_bytes
+        if budget is not None and plan.weights_bytes + plan.overhead_bytes > budget:
+            return  # the weights alone do not fit: MEM001 says so, and warmup is never reached
         kv_room = max(plan.kv_budget() or 0, 0)
         source = "the automatic budget (npu_mem -1)"
     left = kv_room // plan.kv.block_bytes if plan.kv.block_bytes else 0

@@ -10,6 +10,9 @@ A default is recorded only when it is a constant: a value that moves when hidden
 num_attention_heads or num_hidden_layers move (``head_dim = hidden_size // num_attention_heads``) is
 derived, and the checks derive it from config.json themselves.
 
+Run it in the dev venv (requirements-dev.txt): the tokenizer classes transformers lists depend on
+optional packages such as sentencepiece.
+
 Usage: python scripts/gen_transformers_table.py [OUT]   (default: schemas/transformers_models.json)
 """
 
