@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from npu_preflight.context import CONFIG_NAME, MAX_CONFIG_BYTES, MAX_CONFIG_DEPTH, Context
+from npu_preflight.errors import Unavailable
 from npu_preflight.formats.jsonload import JsonLoadError
 from npu_preflight.formats.safetensors import FLOAT_DTYPES, TORCH_NAME
 from npu_preflight.model import Hit, Location, Severity
@@ -70,6 +71,8 @@ def torch_dtype_present(ctx: Context) -> Iterator[Hit]:
     Good: ``"torch_dtype": "bfloat16"`` (or ``"float16"`` — see the model's README for what it supports).
     Fix: add ``"torch_dtype"`` with the dtype the weights are stored in.
     """
+    if not ctx.mindie_rules:
+        raise Unavailable("a MindIE rule; the model_config names no MindIE backend_type")
     cfg = ctx.text_config
     if "torch_dtype" not in cfg and "dtype" not in cfg:
         stored = _stored_float_dtype(ctx)
@@ -99,6 +102,8 @@ def dtype_alias_only(ctx: Context) -> Iterator[Hit]:
     Good: ``{"dtype": "bfloat16", "torch_dtype": "bfloat16", ...}``.
     Fix: add ``"torch_dtype"`` with the same value as ``"dtype"``.
     """
+    if not ctx.mindie_rules:
+        raise Unavailable("a MindIE rule; the model_config names no MindIE backend_type")
     cfg = ctx.text_config
     if "torch_dtype" not in cfg and isinstance(cfg.get("dtype"), str):
         yield Hit(
@@ -126,6 +131,8 @@ def torch_dtype_supported(ctx: Context) -> Iterator[Hit]:
     Good: ``"torch_dtype": "float16"``.
     Fix: set torch_dtype to float16 or bfloat16 (convert the weights if they are stored otherwise).
     """
+    if not ctx.mindie_rules:
+        raise Unavailable("a MindIE rule; the model_config names no MindIE backend_type")
     cfg = ctx.text_config
     key = "torch_dtype" if "torch_dtype" in cfg else "dtype" if "dtype" in cfg else None
     if key is None:

@@ -63,6 +63,14 @@ def init_ok(ctx: Context) -> Iterator[Hit]:
     """
     o = ctx.init_outcome
     c = o.classified
+    if o.note:
+        yield Hit(
+            o.note,
+            "Fine for a quick check; the per-rank plan is what a tensor-parallel deployment needs.",
+            Location(key="model_config.world_size"),
+            {"world_size": o.world_size},
+            severity=Severity.WARNING if "no tensor-parallel plan" in o.note else Severity.INFO,
+        )
     if c.outcome == "ok":
         return
     if c.outcome == "unavailable":
@@ -75,6 +83,24 @@ def init_ok(ctx: Context) -> Iterator[Hit]:
         )
         return
     stage = o.stage
+    if o.ranks:
+        failed = o.failed_ranks
+        stage = failed[0].stage if failed else o.last_stage
+        where = f"{o.world_size} ranks" + (f", node {o.node_rank} of {o.nnodes}" if o.nnodes > 1 else "")
+        yield Hit(
+            f"the {o.generator} init on {o.device} ({where}) failed ({c.outcome}): {c.summary}",
+            _advice(ctx, o),
+            Location(key=f"init.rank{failed[0].rank}.{stage}" if failed else None),
+            {
+                "outcome": c.outcome,
+                "ranks": [
+                    {"rank": r.rank, "outcome": r.classified.outcome, "stage": r.stage, "evidence": r.evidence[-300:]}
+                    for r in o.ranks
+                ],
+                "stderr_tail": o.stderr_tail[-1500:],
+            },
+        )
+        return
     yield Hit(
         f"the {o.generator} init on {o.device} failed ({c.outcome}) in stage {stage!r}: {c.summary}",
         _advice(ctx, o),
@@ -110,11 +136,28 @@ def measured_vs_plan(ctx: Context) -> Iterator[Hit]:
     o = ctx.init_outcome
     if o.classified.outcome != "ok":
         raise Unavailable("the init did not succeed (see INIT001)")
+    if o.ranks:
+        predicted = o.predicted_peak_bytes
+        if not predicted:
+            raise Unavailable("the plan predicts no per-rank peak")
+        for r in o.ranks:
+            if not r.peak_bytes:
+                continue
+            err = (predicted - r.peak_bytes) / r.peak_bytes
+            sev = Severity.WARNING if abs(err) > 0.25 else Severity.INFO
+            yield Hit(
+                f"rank {r.rank}: measured peak {fmt_bytes(r.peak_bytes)} ({r.peak_source}) vs the per-rank plan's "
+                f"{fmt_bytes(predicted)} ({err:+.1%})",
+                "Nothing to do." if sev is Severity.INFO else "Plan with extra headroom; the plan misjudges this rank.",
+                Location(key=f"init.rank{r.rank}"),
+                {"rank": r.rank, "measured": r.peak_bytes, "predicted": predicted, "error_pct": round(err * 100, 2)},
+                severity=sev,
+            )
+        return
     peak = o.peak_bytes
     if not peak:
         raise Unavailable("the generator reported no peak memory")
-    plan = ctx.plan
-    predicted = plan.predicted_peak_bytes
+    predicted = o.predicted_peak_bytes or ctx.plan.predicted_peak_bytes
     err = (predicted - peak) / peak
     sev = Severity.WARNING if abs(err) > 0.25 else Severity.INFO
     yield Hit(
@@ -155,4 +198,53 @@ def weights_untouched(ctx: Context) -> Iterator[Hit]:
             "Find what writes into the folder during the init and stop it; restore the changed files from the release.",
             Location(file=shown[0].split(":")[0]),
             {"changes": list(o.weights_changes[:50]), "total": len(o.weights_changes)},
+        )
+
+
+@check(
+    "INIT004",
+    "every rank joins the process group and passes a collective",
+    Severity.ERROR,
+    phase=Phase.INIT,
+    requires=("init_outcome",),
+    backend="tensor-parallel",
+    source="torch.distributed.run (the ranks as torchrun launches them); torch.distributed all_reduce and barrier",
+)
+def ranks_form_a_group(ctx: Context) -> Iterator[Hit]:
+    """With ``world_size`` > 1 the init launches every rank of this node with torch's own elastic
+    launcher (``torch.distributed.run``, as ``torchrun`` does): each joins the process group (hccl on
+    NPU, nccl on CUDA, gloo on CPU), loads its shard and runs the forward, then an ``all_reduce`` and
+    a ``barrier`` prove the fabric. A rank that never reaches the collective while the others wait
+    there is named, with the stage it was stuck in.
+
+    Bad: rank 3 still loading (or stuck) when the time limit ends, ranks 0–2 waiting in all_reduce.
+    Good: every rank passes the all_reduce in milliseconds.
+    Fix: look at the named rank: its device, its shard of the weights, its host.
+    """
+    o = ctx.init_outcome
+    if not o.ranks:
+        raise Unavailable("the init ran one process (world_size 1, --ranks 0, or no tensor-parallel plan)")
+    missing = o.missing_at_collective
+    if missing:
+        waiting = [r.rank for r in o.ranks if r.reached_collective]
+        yield Hit(
+            f"rank(s) {', '.join(str(r.rank) for r in missing)} never reached the collective "
+            f"({'; '.join(f'rank {r.rank} stuck in {r.stage!r}' for r in missing)}) while rank(s) "
+            f"{', '.join(map(str, waiting))} waited in all_reduce",
+            "Look at the named rank: its device, its weight shard, its host; raise --timeout if it is only slow.",
+            Location(key=f"init.rank{missing[0].rank}"),
+            {"missing": [r.rank for r in missing], "waiting": waiting},
+        )
+        return
+    if o.classified.outcome == "ok":
+        times = [r.collective_s for r in o.ranks if r.collective_s is not None]
+        yield Hit(
+            f"all {len(o.ranks)} rank(s) joined the group and passed all_reduce + barrier "
+            f"(slowest {max(times) * 1000:.1f} ms)"
+            if times
+            else f"all {len(o.ranks)} rank(s) joined the group",
+            "Nothing to do.",
+            Location(),
+            {"collective_s": times},
+            severity=Severity.INFO,
         )

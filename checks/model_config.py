@@ -261,7 +261,8 @@ def deployment_keys(ctx: Context) -> Iterator[Hit]:
     ``model_config: `X` is required, but not set`` — after the process has started. One finding
     lists every missing key with a snippet to paste. In planning mode (``--static`` or ``plan``) a
     partial model_config asks a planning question (``--set world_size=4 --set max_seq_len=8192``):
-    the finding is a note and the verdict follows the plan.
+    the finding is a note and the verdict follows the plan. A model_config without ``backend_type``
+    (a transformers or vLLM deployment) gets the note too.
 
     Bad: ``{"backend_type": "atb", "world_size": 1, "rank": 0, "npu_device_id": 0}`` on current MindIE.
     Good: the same plus ``"local_rank": 0, "trust_remote_code": false``.
@@ -275,15 +276,18 @@ def deployment_keys(ctx: Context) -> Iterator[Hit]:
         return
     snippet = mc.deployment_snippet()
     flags = " ".join(f"--set {k}={json.dumps(v)}" for k, v in snippet.items())
-    planning = ctx.planning
-    yield Hit(
-        f"model_config lacks {len(missing)} key(s) a MindIE deployment requires: {', '.join(missing)}"
-        + (
+    planning = ctx.planning or not ctx.mindie_rules
+    if ctx.planning:
+        why = (
             " (planning mode: the plan uses defaults; a deployment would fail with "
             f"'model_config: `{missing[0]}` is required, but not set')"
-            if planning
-            else f"; MindIE fails with 'model_config: `{missing[0]}` is required, but not set'"
-        ),
+        )
+    elif planning:
+        why = " (no backend_type: they matter only for a MindIE deployment)"
+    else:
+        why = f"; MindIE fails with 'model_config: `{missing[0]}` is required, but not set'"
+    yield Hit(
+        f"model_config lacks {len(missing)} key(s) a MindIE deployment requires: {', '.join(missing)}{why}",
         f"Add to the model_config: {json.dumps(snippet)} (or {flags}).",
         Location(key=f"model_config.{missing[0]}"),
         {"missing": missing, "snippet": snippet, "planning": planning},

@@ -143,6 +143,43 @@ def _init_view(i: Mapping[str, Any]) -> dict[str, Any]:
         "stage": i.get("stage"),
         "stages": out,
         "stderr": (i.get("stderr_tail") or "")[-3000:] if i.get("outcome") != "ok" else "",
+        "ranks": [_rank_view(r) for r in i.get("ranks") or [] if isinstance(r, Mapping)],
+        "launcher": i.get("launcher"),
+        "world_size": i.get("world_size"),
+        "note": i.get("note"),
+    }
+
+
+def _rank_view(r: Mapping[str, Any]) -> dict[str, Any]:
+    """One row of the ranks table: outcome, per-stage bar, peak against the per-rank plan."""
+    stages = [s for s in r.get("stages") or [] if isinstance(s, Mapping)]
+    total = sum((s.get("duration_s") or 0) for s in stages) or 1.0
+    bars, x = [], 0.0
+    for n, s in enumerate(stages):
+        d = s.get("duration_s") or 0
+        w = max(300.0 * d / total, 1.0)
+        dur = "?" if s.get("duration_s") is None else f"{d:.2f}s"
+        bars.append(
+            {"x": round(x, 2), "w": round(w, 2), "color": _STAGE_COLORS[n % 8], "title": f"{s.get('stage')} {dur}"}
+        )
+        x += w
+    peak, plan = r.get("peak_bytes"), r.get("predicted_peak_bytes")
+    coll = r.get("collective_s")
+    return {
+        "rank": r.get("rank"),
+        "node": r.get("node_rank"),
+        "outcome": r.get("outcome"),
+        "ok": r.get("outcome") == "ok",
+        "summary": r.get("summary"),
+        "stage": r.get("stage") or "",
+        "bars": bars,
+        "peak": fmt_bytes(peak) if peak else "–",
+        "plan": fmt_bytes(plan) if plan else "–",
+        "err": f"{r.get('prediction_error_pct'):+.1f}%"
+        if isinstance(r.get("prediction_error_pct"), (int, float))
+        else "",
+        "collective": f"{coll * 1000:.1f} ms" if isinstance(coll, (int, float)) else "–",
+        "evidence": (r.get("evidence") or "")[-600:],
     }
 
 

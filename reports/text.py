@@ -114,6 +114,20 @@ def init_lines(init: Mapping[str, Any]) -> list[str]:
         f"INIT ({init.get('generator')} on {init.get('device')}): {init.get('outcome')} "
         f"in {_seconds(init.get('duration_s'))}"
     ]
+    ranks = [r for r in init.get("ranks") or [] if isinstance(r, Mapping)]
+    if ranks:
+        lines[0] += f" · {len(ranks)} rank(s) via {init.get('launcher')}"
+        lines.append(f"  {'rank':<6}{'outcome':<13}{'stage':<14}{'peak':>10}{'plan':>10}{'all_reduce':>12}")
+        for r in ranks:
+            coll = r.get("collective_s")
+            lines.append(
+                f"  {r.get('rank')!s:<6}{r.get('outcome')!s:<13}{(r.get('stage') or '-')!s:<14}"
+                f"{fmt_bytes(r.get('peak_bytes')):>10}{fmt_bytes(r.get('predicted_peak_bytes')):>10}"
+                f"{(f'{coll * 1000:.1f} ms' if isinstance(coll, (int, float)) else '-'):>12}"
+            )
+            if r.get("outcome") not in ("ok", "stopped") and r.get("summary"):
+                lines.append(f"        rank {r.get('rank')}: {r.get('summary')}")
+        return lines
     for st in init.get("stages") or []:
         if isinstance(st, Mapping):
             lines.append(f"  {st.get('stage')!s:<12}{_seconds(st.get('duration_s'), '.2f'):>9}")

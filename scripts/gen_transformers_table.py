@@ -115,6 +115,7 @@ def build() -> dict[str, Any]:
                 amap = {k: v for k, v in getattr(cls, "attribute_map", {}).items() if v in KEYS or k in KEYS}
                 if amap:
                     entry["attribute_map"] = dict(sorted(amap.items()))
+                entry["tp_plan"] = bool(getattr(cls, "base_model_tp_plan", None))
                 text = getattr(cls, "sub_configs", {}).get("text_config")
                 text_type = getattr(text, "model_type", None)
                 if isinstance(text_type, str) and text_type and text_type != mt:

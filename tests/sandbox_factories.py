@@ -185,3 +185,47 @@ def bad_events(model_config: dict[str, Any], weights_dir: str, device: str) -> o
 def exit_137(model_config: dict[str, Any], weights_dir: str, device: str) -> object:
     os._exit(137)
     return object()
+
+
+# -- one rank of several misbehaves (the others are fine) -----------------------------------------
+
+
+def rank1_oom(model_config: dict[str, Any], weights_dir: str, device: str) -> object:
+    """Rank 1 commits 3 GB of host memory: over the cap, the OOM killer takes it."""
+    if model_config.get("rank") == 1:
+        hog = bytearray(3 * 1024**3)
+        time.sleep(5)
+        return hog
+    return object()
+
+
+def rank1_segfault(model_config: dict[str, Any], weights_dir: str, device: str) -> object:
+    if model_config.get("rank") == 1:
+        time.sleep(0.5)
+        ctypes.string_at(0)
+    return object()
+
+
+def rank1_hangs(model_config: dict[str, Any], weights_dir: str, device: str) -> object:
+    """Rank 1 never gets past its init; the others reach the collective and wait."""
+    if model_config.get("rank") == 1:
+        time.sleep(3600)
+    return object()
+
+
+def rank1_raises(model_config: dict[str, Any], weights_dir: str, device: str) -> object:
+    if model_config.get("rank") == 1:
+        raise RuntimeError("rank 1 refuses its shard")
+    return object()
+
+
+def rank_lies(model_config: dict[str, Any], weights_dir: str, device: str) -> object:
+    """Rank 1 writes an ok result for itself, then dies of SIGSEGV: the launcher's word wins."""
+    if model_config.get("rank") == 1:
+        import json as _json
+
+        out = sys.argv[2]
+        with open(os.path.join(out, "result-1.json"), "w") as fh:
+            _json.dump({"outcome": "ok", "stage": None, "error": None, "stages": [], "data": {}}, fh)
+        ctypes.string_at(0)
+    return object()

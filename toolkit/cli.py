@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sys
 import traceback
@@ -235,6 +236,21 @@ def main() -> None:
 @click.option(
     "--workers", type=click.IntRange(min=1, max=256), help="Parallel readers for --deep (default: all cores)."
 )
+@click.option(
+    "--ranks",
+    type=click.Choice(["all", "0"]),
+    default="all",
+    show_default=True,
+    help="all: launch world_size ranks with torch.distributed.run (each loads its shard); "
+    "0: one process loads the whole model (a quick check).",
+)
+@click.option("--nnodes", type=click.IntRange(min=1, max=4096), default=1, show_default=True, help="Nodes in the job.")
+@click.option(
+    "--node-rank", type=click.IntRange(min=0, max=4095), default=0, show_default=True, help="This node's index."
+)
+@click.option(
+    "--rdzv-endpoint", metavar="HOST:PORT", help="c10d rendezvous of a multi-node run (the same on every node)."
+)
 def check(
     weights_dir: str,
     model_config_path: str | None,
@@ -257,6 +273,10 @@ def check(
     trust_remote_code: bool,
     workers: int | None,
     containment: str,
+    ranks: str,
+    nnodes: int,
+    node_rank: int,
+    rdzv_endpoint: str | None,
 ) -> None:
     """Check WEIGHTS_DIR (with its model_config) for readiness and write the reports."""
     from npu_preflight.context import Context, Progress, RunOptions
@@ -273,6 +293,7 @@ def check(
         except ValueError as exc:
             raise UsageError(f"--memory-limit: {exc}") from None
     _check_target(target_device)
+    _check_nodes(nnodes, node_rank, rdzv_endpoint)
     reg = registry()
     policy = Policy(parse_ids(select), parse_ids(ignore), Severity(fail_on))
     reg.check_selection("--select", policy.select)
@@ -290,6 +311,10 @@ def check(
         trust_remote_code=trust_remote_code,
         workers=workers,
         containment=containment,  # type: ignore[arg-type]  # click.Choice guarantees the Literal
+        ranks=ranks,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        rdzv_endpoint=rdzv_endpoint,
     )
     tty = fmt == "text" and sys.stderr.isatty()
     progress = Progress(_progress_printer(), _init_progress, _deep_progress) if tty else Progress()
@@ -393,6 +418,32 @@ def _load_report(path: str) -> Report:
 
 
 @main.command()
+@click.argument("reports", metavar="NODE_REPORT.json...", nargs=-1, required=True)
+@click.option("-o", "--output", metavar="FILE", help="Write the cluster report.json here (atomically).")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "html", "junit", "markdown", "github"]),
+    default="text",
+    show_default=True,
+    help="What goes to stdout.",
+)
+def merge(reports: tuple[str, ...], output: str | None, fmt: str) -> None:
+    """Fold the node reports of one multi-node run into one cluster report (verdict = the worst)."""
+    from npu_preflight.merge import merge as fold
+    from npu_preflight.output import write_atomic
+
+    cluster = fold([_load_report(p) for p in reports], list(reports))
+    if output:
+        try:
+            write_atomic(Path(output), json.dumps(cluster.to_dict(), indent=2, allow_nan=False) + "\n")
+        except OSError as exc:
+            raise UsageError(f"-o {output!r}: {exc.strerror or exc}") from None
+    click.echo(_render(fmt, cluster, color=sys.stdout.isatty()))
+    sys.exit(exit_code(cluster))
+
+
+@main.command()
 @click.argument("report_path", metavar="REPORT.json")
 @click.option(
     "--format",
@@ -482,6 +533,21 @@ _BACKEND_WORDS = {
     "preflight": "npu-preflight's own plan and sandbox",
     "host": "the host: torch, torch_npu, CANN and the filesystem",
 }
+
+
+_ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253}):(\d{1,5})$")
+
+
+def _check_nodes(nnodes: int, node_rank: int, endpoint: str | None) -> None:
+    """--nnodes/--node-rank/--rdzv-endpoint agree: a usage error names the culprit otherwise."""
+    if node_rank >= nnodes:
+        raise UsageError(f"--node-rank {node_rank} is not below --nnodes {nnodes}")
+    if nnodes > 1 and not endpoint:
+        raise UsageError("--nnodes > 1 needs --rdzv-endpoint HOST:PORT (the same on every node)")
+    if endpoint is not None:
+        m = _ENDPOINT.match(endpoint)
+        if not m or not 0 < int(m.group(2)) < 65536:
+            raise UsageError(f"--rdzv-endpoint {endpoint!r} is not HOST:PORT (port 1-65535)")
 
 
 def _options_for(

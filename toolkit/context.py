@@ -54,7 +54,7 @@ PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # legacy 
 MAX_RANK_TABLE_BYTES = 10 * 1024 * 1024
 
 T = TypeVar("T")
-Backend = Literal["mindie-atb", "mindie-other", "generic"]
+Backend = Literal["mindie-atb", "mindie-other", "generic", "unknown"]
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,10 @@ class RunOptions:
     memory_limit: int | None = None
     trust_remote_code: bool = False
     planning: bool = False  # the ``plan`` command: a partial model_config is a question, not a fault
+    ranks: str = "all"  # "all": world_size ranks under torch.distributed.run; "0": one process
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None
     probe_timeout: float = 120.0
     workers: int | None = None
     containment: Containment = "auto"
@@ -389,14 +393,23 @@ class Context:
     @property
     def backend(self) -> Backend:
         """Which runtime's rules apply: MindIE's ATB models when the model_config says
-        ``backend_type`` atb (or the mindie generator runs without one), else a generic runtime
-        (transformers or a vLLM-style tensor-parallel server)."""
-        bt = self.model_config.backend_type if self.model_config is not None else None
+        ``backend_type`` atb (or the mindie generator runs without one); ``generic`` (transformers
+        or a vLLM-style tensor-parallel server) when a model_config names no backend_type; and
+        ``unknown`` with no model_config at all, where MindIE's own file rules still apply — the
+        deployment this tool prepares for."""
+        if self.model_config is None:
+            return "mindie-atb" if self.options.generator == "mindie" else "unknown"
+        bt = self.model_config.backend_type
         if bt == "atb" or (bt is None and self.options.generator == "mindie"):
             return "mindie-atb"
         if bt in ("ms", "torch"):
             return "mindie-other"
         return "generic"
+
+    @property
+    def mindie_rules(self) -> bool:
+        """MindIE's rules (torch_dtype, required keys …) apply: a MindIE backend, or none named."""
+        return self.backend != "generic"
 
     @property
     def declared_dtype(self) -> str | None:
@@ -666,6 +679,9 @@ class Context:
     @fact
     def plan(self) -> Plan:
         """The per-rank memory plan."""
+        return self._make_plan(self.model_config)
+
+    def _make_plan(self, mc: ModelConfig | None) -> Plan:
         from npu_preflight.memory import PlanInputs, make_plan
 
         device: DeviceSpec | None = None
@@ -688,7 +704,7 @@ class Context:
                 shard_sizes=tuple(shards),
                 arch=arch,
                 max_positions=mpe,
-                model_config=self.model_config,
+                model_config=mc,
                 device=device,
                 device_note=device_note,
                 npu_memory_fraction=self.env.get("NPU_MEMORY_FRACTION"),
@@ -706,8 +722,11 @@ class Context:
         return run_init(self.init_request())
 
     def init_request(self) -> InitRequest:
-        """What the sandboxed init is asked to do, from the options, the model_config and the plan."""
+        """What the sandboxed init is asked to do, from the options, the model_config and the plan:
+        ``world_size`` ranks under torch.distributed.run, or one process (``--ranks 0``, or a family
+        transformers has no tensor-parallel plan for) planned for the whole model."""
         from npu_preflight.generators import BUILTIN
+        from npu_preflight.knowledge import has_tp_plan
         from npu_preflight.sandbox import InitRequest, choose_device
 
         opts = self.options
@@ -718,7 +737,25 @@ class Context:
             raise Unavailable("config.json declares no dtype (see CFG002)")
         probe = self.probe if self.availability("probe") is None else None
         device = choose_device(opts.device, probe)
-        plan = self.plan
+        ws = (self.model_config.world_size if self.model_config is not None else None) or 1
+        ranks, note = ws, None
+        if ws > 1 and opts.ranks == "0":
+            ranks, note = 1, f"--ranks 0: one process loaded the whole model instead of {ws} ranks"
+        elif ws > 1 and gen == "transformers":
+            mt = self.effective_config.values.get("model_type") if self.availability("config") is None else None
+            if not (isinstance(mt, str) and has_tp_plan(mt)):
+                ranks = 1
+                note = (
+                    f"transformers has no tensor-parallel plan for model_type {mt!r}: the init ran the whole model "
+                    f"in one process, not {ws} ranks (planned for that)"
+                )
+        if ranks > 1 and ranks % opts.nnodes:
+            raise Unavailable(f"world_size {ranks} does not split evenly over --nnodes {opts.nnodes}")
+        if ranks == ws:
+            plan = self.plan
+        else:
+            assert self.model_config is not None
+            plan = self._make_plan(ModelConfig.from_mapping({**self.model_config.raw, "world_size": 1}, None))
         mc = self.model_config.for_generator() if self.model_config is not None else {}
         return InitRequest(
             weights_dir=self.weights_dir,
@@ -736,6 +773,13 @@ class Context:
             extra_sys_path=(str(Path.cwd()),),
             on_event=self.progress.on_init_event,
             containment=self.options.containment,
+            world_size=ranks,
+            nnodes=opts.nnodes if ranks > 1 else 1,
+            node_rank=opts.node_rank if ranks > 1 else 0,
+            rdzv_endpoint=opts.rdzv_endpoint if ranks > 1 else None,
+            visible_devices=_visible(self.env, device),
+            predicted_peak_bytes=plan.predicted_peak_bytes,
+            note=note,
         )
 
     @fact
@@ -755,6 +799,16 @@ class Context:
             total += e.size
         on_deep = self.progress.on_deep
         return scan_paths(items, self.options.workers, on_deep(total, len(items)) if on_deep else None)
+
+
+def _visible(env: Mapping[str, str], device: str) -> tuple[int, ...]:
+    """The visible device ids (ASCEND_RT_VISIBLE_DEVICES / CUDA_VISIBLE_DEVICES), () when unset or unusable."""
+    raw = env.get("ASCEND_RT_VISIBLE_DEVICES" if device == "npu" else "CUDA_VISIBLE_DEVICES", "")
+    try:
+        ids = tuple(int(x) for x in raw.split(",") if x.strip())
+    except ValueError:
+        return ()
+    return ids if all(0 <= i < 1 << 20 for i in ids) else ()
 
 
 def _pos_int(v: Any) -> bool:

@@ -46,6 +46,12 @@ def builtin_entry(model_type: str) -> Mapping[str, Any] | None:
     return entry if isinstance(entry, Mapping) else None
 
 
+def has_tp_plan(model_type: str) -> bool | None:
+    """Whether transformers has a tensor-parallel plan for the family (None: not built in)."""
+    entry = builtin_entry(model_type)
+    return None if entry is None else bool(entry.get("tp_plan"))
+
+
 def with_defaults(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], frozenset[str]]:
     """``cfg`` completed with its family's constant defaults (as transformers' config class would
     complete it) and the keys that came from the defaults.

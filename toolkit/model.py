@@ -267,6 +267,8 @@ class Report:
     interrupted: bool = False
     #: Unique per run: every file of one report set carries it (two runs never mix their files).
     run_id: str = ""
+    #: A report merged from node reports: one entry per node (``npu-preflight merge``).
+    cluster: Mapping[str, Any] | None = None
 
     @property
     def errored(self) -> tuple[CheckRecord, ...]:
@@ -333,6 +335,7 @@ class Report:
             "memory": self._section("memory", self.memory),
             "init": self._section("init", self.init),
             "integrity": self._section("integrity", self.integrity),
+            **({"cluster": dict(self.cluster)} if self.cluster is not None else {}),
         }
 
     def _section(self, name: str, value: Mapping[str, Any] | None) -> dict[str, Any] | None:
@@ -367,4 +370,5 @@ class Report:
             section_errors=errors,
             interrupted=bool((d.get("summary") or {}).get("interrupted")),
             run_id=str((d.get("tool") or {}).get("run_id") or ""),
+            cluster=json_safe(d["cluster"]) if isinstance(d.get("cluster"), Mapping) else None,
         )

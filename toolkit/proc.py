@@ -106,6 +106,8 @@ def run_supervised(
     containment: Containment = "auto",
     on_event: EventFn | None = None,
     cwd: Path | None = None,
+    rlimit_as: int | Literal["same"] | None = "same",
+    namespaces: bool = True,
 ) -> ProcOutcome:
     """Run ``cmd`` contained; never raises for anything the child does. Ctrl-C (KeyboardInterrupt)
     kills the tree and returns an outcome with ``interrupted`` set; the caller decides what next.
@@ -120,13 +122,14 @@ def run_supervised(
         "cwd": str(cwd) if cwd else str(Path.cwd()),
         "timeout": float(timeout),
         "memory_limit": memory_limit,
-        "rlimit_as": memory_limit,
+        "rlimit_as": memory_limit if rlimit_as == "same" else rlimit_as,
         "stdout": str(workdir / "stdout"),
         "stderr": str(workdir / "stderr"),
         "status_fd": status_w,
         "weights_dir": str(weights_dir) if weights_dir else None,
         "containment": containment,
         "cleanup_dir": str(workdir),
+        "no_namespaces": not namespaces,
     }
     cfg_path = workdir / "supervisor.json"
     cfg_path.write_text(json.dumps(cfg), encoding="utf-8")

@@ -4,6 +4,10 @@ Mirrors what ``GeneratorTorch(model_config)`` does: tokenizer, model in the conf
 chosen device, sampler settings, a KV cache allocated the way MindIE sizes it (blocks of
 ``block_size`` tokens for ``max_batch_size × max_seq_len``), then a few-token forward and one
 greedy step. Reports per-stage events and the peak memory.
+
+As one rank of several it joins the process group (gloo on CPU, nccl on CUDA, hccl on NPU) and
+loads with transformers' tensor-parallel plan (``tp_plan="auto"``): each rank reads and holds only
+its shard, allocates its share of the KV cache, and runs the same forward as the others.
 """
 
 import json
@@ -60,12 +64,25 @@ def run(request, emit):
     torch.set_num_threads(max(int(mc.get("num_threads") or 8), 1))
     weights = request["weights_dir"]
     trust = bool(request.get("trust_remote_code"))
+    ranked = request.get("rank")
+    if ranked:
+        import torch.distributed as dist
+
+        emit("process_group")
+        if device == "cuda":
+            torch.cuda.set_device(int(ranked["local_rank"]))
+        elif device == "npu":
+            torch.npu.set_device(int(mc.get("npu_device_id") or 0))
+        if not dist.is_initialized():
+            dist.init_process_group(request.get("dist_backend") or "gloo")
     if device == "cuda":
-        torch.cuda.set_device(0)
+        if not ranked:
+            torch.cuda.set_device(0)
         torch.cuda.reset_peak_memory_stats()
         measure = torch.cuda.memory_allocated
     elif device == "npu":
-        torch.npu.set_device(int(mc.get("npu_device_id") or 0))
+        if not ranked:
+            torch.npu.set_device(int(mc.get("npu_device_id") or 0))
         torch.npu.reset_peak_memory_stats()
         measure = torch.npu.memory_allocated
     else:
@@ -79,10 +96,15 @@ def run(request, emit):
     watcher = _Watcher(emit, measure, int(request.get("weights_bytes") or 0))
     watcher.start()
     try:
-        model = transformers.AutoModelForCausalLM.from_pretrained(
-            weights, dtype=dtype, trust_remote_code=trust, low_cpu_mem_usage=True
-        )
-        model = model.to(device if device != "npu" else f"npu:{int(mc.get('npu_device_id') or 0)}")
+        if ranked:
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                weights, dtype=dtype, trust_remote_code=trust, tp_plan="auto"
+            )
+        else:
+            model = transformers.AutoModelForCausalLM.from_pretrained(
+                weights, dtype=dtype, trust_remote_code=trust, low_cpu_mem_usage=True
+            )
+            model = model.to(device if device != "npu" else f"npu:{int(mc.get('npu_device_id') or 0)}")
         model.eval()
     finally:
         watcher.stop.set()
@@ -151,4 +173,5 @@ def run(request, emit):
         "pid": os.getpid(),
         "finished_at": time.time(),
         "blocks_per_seq": math.ceil(kv["seq_len"] / kv["block_size"]) if kv else None,
+        "tensor_parallel": bool(ranked),
     }

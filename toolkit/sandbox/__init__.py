@@ -6,15 +6,24 @@ which contains the whole process tree and reports how the child ended. The outco
 exit, checked against the child's result file (read with a byte cap and validated); the folder is
 fingerprinted again afterwards and any change is reported. Nothing the child does raises here;
 Ctrl-C kills the tree and still yields an outcome (``interrupted``).
+
+With ``world_size`` > 1 the supervised command is torch's own elastic launcher
+(``python -m torch.distributed.run``, what ``torchrun`` runs) starting this node's ranks; each rank
+writes its result, events and fault file into a directory, and :func:`collect_ranks` turns them,
+with the launcher's failure summary, into one outcome per rank: ok, its own classified failure,
+stopped by the launcher after another rank failed, killed, or still short of the collective when
+the time ran out.
 """
 
 from __future__ import annotations
 
 import json
+import re
+import signal
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +33,7 @@ from npu_preflight.formats.jsonload import JsonLoadError, load_file
 from npu_preflight.generators import GENERATORS_DIR
 from npu_preflight.model import DeviceChoice, DeviceKind
 from npu_preflight.proc import Containment, ProcOutcome, run_supervised, tail
-from npu_preflight.sandbox.classify import Classified, classify
+from npu_preflight.sandbox.classify import Classified, classify, from_result
 
 if TYPE_CHECKING:
     from npu_preflight.probe import ProbeResult
@@ -53,6 +62,51 @@ class InitRequest:
     extra_sys_path: tuple[str, ...] = ()
     on_event: EventFn | None = None
     containment: Containment = "auto"
+    world_size: int = 1  # ranks of the whole job; > 1 launches them with torch.distributed.run
+    nnodes: int = 1
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None  # host:port of the c10d rendezvous (multi-node)
+    rdzv_id: str = "npu-preflight"
+    visible_devices: tuple[int, ...] = ()
+    predicted_peak_bytes: int | None = None  # the plan's per-rank peak, for the per-rank comparison
+    note: str | None = None  # why the init runs differently from what world_size asks
+
+    @property
+    def multi_rank(self) -> bool:
+        """Whether the init runs as several ranks."""
+        return self.world_size > 1
+
+    @property
+    def local_ranks(self) -> int:
+        """Ranks on this node."""
+        return max(self.world_size // max(self.nnodes, 1), 1)
+
+    @property
+    def dist_backend(self) -> str:
+        """The collective backend for the device: hccl on NPU, nccl on CUDA, gloo on CPU."""
+        return {"npu": "hccl", "cuda": "nccl"}.get(self.device, "gloo")
+
+    def launch_command(self, python: str, request: Path, results: Path) -> list[str]:
+        """``python -m torch.distributed.run …`` starting this node's ranks of the child."""
+        cmd = [
+            python,
+            "-m",
+            "torch.distributed.run",
+            f"--nnodes={self.nnodes}",
+            f"--nproc-per-node={self.local_ranks}",
+            "--max-restarts=0",
+            "--monitor-interval=0.2",
+        ]
+        if self.nnodes > 1 or self.rdzv_endpoint:
+            cmd += [
+                f"--node-rank={self.node_rank}",
+                "--rdzv-backend=c10d",
+                f"--rdzv-endpoint={self.rdzv_endpoint}",
+                f"--rdzv-id={self.rdzv_id}",
+            ]
+        else:
+            cmd.append("--standalone")
+        return [*cmd, str(CHILD), str(request), str(results)]
 
     def child_request(self) -> dict[str, Any]:
         """The JSON the child reads."""
@@ -67,6 +121,49 @@ class InitRequest:
             "trust_remote_code": self.trust_remote_code,
             "kv": dict(self.kv) if self.kv else None,
             "weights_bytes": self.weights_bytes,
+            "visible_devices": list(self.visible_devices),
+            "dist_backend": self.dist_backend,
+        }
+
+
+@dataclass(frozen=True)
+class RankOutcome:
+    """One rank of a multi-rank init: how it ended and what it measured."""
+
+    rank: int
+    local_rank: int
+    node_rank: int
+    classified: Classified
+    stage: str | None  # where it failed, or the last stage it reached
+    stages: tuple[Mapping[str, Any], ...] = ()
+    peak_bytes: int | None = None
+    peak_source: str | None = None
+    collective_s: float | None = None
+    reached_collective: bool = False
+    exitcode: int | None = None  # as the launcher reported it (None: not reported)
+    evidence: str = ""
+
+    def to_dict(self, predicted: int | None = None) -> dict[str, Any]:
+        """The report's ``init.ranks[]`` entry."""
+        err = None
+        if self.peak_bytes and predicted:
+            err = round((predicted - self.peak_bytes) / self.peak_bytes * 100, 2)
+        return {
+            "rank": self.rank,
+            "local_rank": self.local_rank,
+            "node_rank": self.node_rank,
+            "outcome": self.classified.outcome,
+            "summary": self.classified.summary,
+            "stage": self.stage,
+            "stages": [dict(s) for s in self.stages],
+            "peak_bytes": self.peak_bytes,
+            "peak_source": self.peak_source,
+            "predicted_peak_bytes": predicted,
+            "prediction_error_pct": err,
+            "collective_s": self.collective_s,
+            "reached_collective": self.reached_collective,
+            "exitcode": self.exitcode,
+            "evidence": self.evidence[-2000:],
         }
 
 
@@ -85,6 +182,24 @@ class InitOutcome:
     timeout: float = 0.0
     weights_changes: tuple[str, ...] = ()
     result_problem: str | None = None
+    ranks: tuple[RankOutcome, ...] = ()
+    world_size: int = 1
+    nnodes: int = 1
+    node_rank: int = 0
+    predicted_peak_bytes: int | None = None
+    note: str | None = None  # why the init ran differently from what world_size asks
+
+    @property
+    def failed_ranks(self) -> list[RankOutcome]:
+        """Ranks that failed on their own (not those the launcher stopped afterwards)."""
+        return [r for r in self.ranks if r.classified.outcome not in ("ok", "stopped")]
+
+    @property
+    def missing_at_collective(self) -> list[RankOutcome]:
+        """Ranks that never reached the collective while others waited there."""
+        if not any(r.reached_collective for r in self.ranks):
+            return []
+        return [r for r in self.ranks if not r.reached_collective and r.classified.outcome != "ok"]
 
     @property
     def last_stage(self) -> str | None:
@@ -107,7 +222,11 @@ class InitOutcome:
 
     @property
     def peak_bytes(self) -> int | None:
-        """Peak memory the generator reported (after a clean exit), else the tree's or the child's peak."""
+        """Peak memory the generator reported (after a clean exit), else the tree's or the child's
+        peak; with several ranks, the largest rank's own peak."""
+        rank_peaks = [r.peak_bytes for r in self.ranks if r.peak_bytes is not None]
+        if rank_peaks:
+            return max(rank_peaks)
         v = self._data.get("peak_bytes")
         if isinstance(v, int) and not isinstance(v, bool) and v >= 0:
             return v
@@ -118,6 +237,10 @@ class InitOutcome:
     @property
     def peak_source(self) -> str | None:
         """Where :attr:`peak_bytes` comes from."""
+        rank_peaks = [r for r in self.ranks if r.peak_bytes is not None]
+        if rank_peaks:
+            top = max(rank_peaks, key=lambda r: r.peak_bytes or 0)
+            return f"rank {top.rank}: {top.peak_source or 'the generator'}"
         v = self._data.get("peak_bytes")
         if isinstance(v, int) and not isinstance(v, bool):
             return str(self._data.get("peak_source") or "the generator")
@@ -178,6 +301,12 @@ class InitOutcome:
             "survivors_killed": p.survivors_killed if p else 0,
             "weights_changes": list(self.weights_changes),
             "result_problem": self.result_problem,
+            "world_size": self.world_size,
+            "nnodes": self.nnodes,
+            "node_rank": self.node_rank,
+            "launcher": "torch.distributed.run" if self.ranks else None,
+            "ranks": [r.to_dict(self.predicted_peak_bytes) for r in self.ranks],
+            "note": self.note,
         }
 
 
@@ -228,9 +357,211 @@ def read_result(path: Path) -> tuple[dict[str, Any] | None, str | None]:
     return doc, None
 
 
+#: One failed worker in torch.distributed.run's summary (ChildFailedError.format_msg):
+#: ``rank      : 1 (local_rank: 1)`` then ``exitcode  : -9 (pid: 123)``.
+_AGENT_FAILURE = re.compile(r"rank\s*:\s*(\d{1,7})\s*\(local_rank:\s*(\d{1,7})\)\s*\n\s*exitcode\s*:\s*(-?\d{1,4})")
+_ROOT_CAUSE = re.compile(r"Root Cause \(first observed failure\):[^\n]*\n(?:[^\n]*\n){0,4}?\s*rank\s*:\s*(\d{1,7})")
+#: Whatever one rank needs at most beyond --memory-limit's per-rank share: the launcher process.
+LAUNCHER_BYTES = 768 * 1024 * 1024
+MAX_EVENT_BYTES = 1024 * 1024
+
+
+def agent_failures(stderr: str) -> tuple[dict[int, int], int | None]:
+    """Failed ranks and their exit codes from the launcher's summary, and the root-cause rank."""
+    fails = {int(m.group(1)): int(m.group(3)) for m in _AGENT_FAILURE.finditer(stderr)}
+    m = _ROOT_CAUSE.search(stderr)
+    return fails, int(m.group(1)) if m else None
+
+
+def _read_events(path: Path) -> list[dict[str, Any]]:
+    """A rank's events file (capped: the last MAX_EVENT_BYTES), one JSON object per line."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, 2)
+            size = fh.tell()
+            fh.seek(max(size - MAX_EVENT_BYTES, 0))
+            raw = fh.read(MAX_EVENT_BYTES)
+    except OSError:
+        return []
+    out = []
+    for line in raw.splitlines()[-2000:]:
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(e, dict) and isinstance(e.get("stage"), str):
+            out.append(e)
+    return out
+
+
+def _rank_stages(events: list[dict[str, Any]]) -> tuple[dict[str, Any], ...]:
+    out: list[dict[str, Any]] = []
+    prev: dict[str, Any] | None = None
+    for e in events:
+        if prev is not None and e["stage"] != prev["stage"]:
+            t, pt = e.get("t"), prev.get("t")
+            dur = round(t - pt, 4) if isinstance(t, (int, float)) and isinstance(pt, (int, float)) else None
+            out.append({"stage": prev["stage"], "duration_s": dur})
+        if prev is None or e["stage"] != prev["stage"]:
+            prev = e
+    if prev is not None and prev["stage"] not in ("done", "stopped"):
+        out.append({"stage": prev["stage"], "duration_s": None})
+    return tuple(s for s in out if s["stage"] not in ("start", "done", "stopped"))
+
+
+def _signal_words(code: int) -> str:
+    try:
+        return signal.Signals(-code).name
+    except ValueError:
+        return f"signal {-code}"
+
+
+def classify_rank(
+    rank: int,
+    result: Mapping[str, Any] | None,
+    events: list[dict[str, Any]],
+    fault: str,
+    exitcode: int | None,
+    proc: ProcOutcome,
+    root: int | None,
+) -> Classified:
+    """One rank's outcome from what it wrote, checked against how the launcher saw it end."""
+    seen = [e["stage"] for e in events]
+    last = next((st for st in reversed(seen) if st not in ("done", "stopped")), None)
+    fatal = "Fatal Python error" in fault
+    if proc.interrupted:
+        return Classified("interrupted", f"the run was interrupted ({proc.interrupted})")
+    teardown = (-signal.SIGKILL, -signal.SIGTERM, 128 + signal.SIGTERM)
+    if root is not None and root != rank and exitcode in teardown and not fatal:
+        # the launcher stops the others after the first failure: SIGTERM, then SIGKILL for a rank
+        # blocked in a collective (its Python handler cannot run there)
+        return Classified("stopped", f"stopped by the launcher after rank {root} failed (at stage {last})")
+    if exitcode is not None and exitcode < 0 and exitcode != -signal.SIGTERM:
+        name = _signal_words(exitcode)
+        if exitcode == -signal.SIGKILL and (proc.oom_kills or proc.memory_killed):
+            return Classified("oom-host", f"killed by {name} at stage {last}: the memory cap's OOM killer")
+        detail = fault.strip().splitlines()[0][:200] if fatal else ""
+        return Classified("crash", f"died with {name} at stage {last}" + (f" ({detail})" if detail else ""))
+    if result is not None and result.get("outcome") == "ok" and exitcode in (0, None) and not fatal:
+        return from_result(result)
+    if "stopped" in seen or exitcode in (128 + signal.SIGTERM, -signal.SIGTERM):
+        by = f" after rank {root} failed" if root is not None and root != rank else ""
+        return Classified("stopped", f"stopped by the launcher{by} (at stage {last})")
+    if result is not None and result.get("outcome") == "error":
+        return from_result(result)
+    if fatal:
+        return Classified("crash", f"crashed at stage {last}: {fault.strip().splitlines()[0][:200]}")
+    if proc.timed_out:
+        return Classified("timeout", f"still at stage {last} when the time limit ran out")
+    if proc.memory_killed or proc.oom_kills:
+        return Classified("oom-host", f"killed at stage {last} with the tree over the memory cap")
+    return Classified("error", f"ended at stage {last} without a result")
+
+
+_RANK_FILE = re.compile(r"^(?:events|result|fault)-(\d{1,7})\.(?:jsonl|json|txt)$")
+
+
+def _ranks_present(results: Path, req: InitRequest, fails: Mapping[int, int]) -> list[int]:
+    """The global ranks this node ran. A single node knows them in advance; with c10d rendezvous
+    the group assigns node order as agents join (``--node-rank`` is ignored there), so they are
+    read from the files the ranks wrote and the launcher's summary."""
+    if req.nnodes == 1:
+        return list(range(req.local_ranks))
+    found = set(fails)
+    try:
+        for entry in results.iterdir():
+            m = _RANK_FILE.match(entry.name)
+            if m:
+                found.add(int(m.group(1)))
+    except OSError:
+        pass
+    return sorted(found)[: req.local_ranks]
+
+
+def collect_ranks(results: Path, req: InitRequest, proc: ProcOutcome, stderr: str) -> tuple[RankOutcome, ...]:
+    """This node's ranks, each with its outcome, stages, peak and collective time."""
+    fails, root = agent_failures(stderr)
+    launcher_ok = proc.returncode == 0 and not proc.timed_out and proc.signal is None
+    out = []
+    for rank in _ranks_present(results, req, fails):
+        result, _problem = read_result(results / f"result-{rank}.json")
+        events = _read_events(results / f"events-{rank}.jsonl")
+        start = next((e for e in events if e.get("stage") == "start"), {})
+        lr, gr = start.get("local_rank"), start.get("group_rank")
+        local: int = lr if isinstance(lr, int) else rank % req.local_ranks
+        node: int = gr if isinstance(gr, int) else req.node_rank
+        fault = tail(results / f"fault-{rank}.txt", 4000)
+        exitcode = fails.get(rank, 0 if launcher_ok else None)
+        c = classify_rank(rank, result, events, fault, exitcode, proc, root)
+        data = (result or {}).get("data") if isinstance((result or {}).get("data"), Mapping) else {}
+        peak = data.get("peak_bytes") if isinstance(data, Mapping) else None
+        coll = data.get("collective_s") if isinstance(data, Mapping) else None
+        err = (result or {}).get("error") if isinstance((result or {}).get("error"), Mapping) else None
+        evidence = ""
+        if err:
+            evidence = f"{err.get('type')}: {err.get('message')}"
+        elif fault.strip():
+            evidence = fault.strip()
+        seen = [e["stage"] for e in events]
+        stage = (result or {}).get("stage") if c.outcome != "ok" else None
+        if c.outcome != "ok" and not isinstance(stage, str):
+            stage = next((st for st in reversed(seen) if st not in ("done", "stopped")), None)
+        out.append(
+            RankOutcome(
+                rank=rank,
+                local_rank=local,
+                node_rank=node,
+                classified=c,
+                stage=stage if isinstance(stage, str) else None,
+                stages=_rank_stages(events),
+                peak_bytes=peak if isinstance(peak, int) and not isinstance(peak, bool) and peak >= 0 else None,
+                peak_source=str(data.get("peak_source"))
+                if isinstance(data, Mapping) and data.get("peak_source")
+                else None,
+                collective_s=float(coll) if isinstance(coll, (int, float)) and not isinstance(coll, bool) else None,
+                reached_collective="collective" in seen,
+                exitcode=exitcode,
+                evidence=evidence,
+            )
+        )
+    return tuple(out)
+
+
+def overall(ranks: tuple[RankOutcome, ...], proc: ProcOutcome, stderr: str, req: InitRequest) -> Classified:
+    """One outcome for the group: ok when every rank is; else the root cause, named by rank."""
+    if proc.interrupted:
+        return Classified("interrupted", f"the run was interrupted ({proc.interrupted}); every rank was killed")
+    if len(ranks) == req.local_ranks and all(r.classified.outcome == "ok" for r in ranks) and proc.returncode == 0:
+        slowest = max((r.collective_s or 0.0) for r in ranks)
+        return Classified(
+            "ok",
+            f"all {len(ranks)} rank(s) on this node initialised, ran the forward pass and an all_reduce "
+            f"({slowest * 1000:.0f} ms at most)",
+        )
+    if not any(r.stages for r in ranks):  # the launcher itself failed (no torch, a rendezvous error …)
+        c = classify(None, proc, stderr=stderr, memory_limit=req.memory_limit)
+        return replace(c, summary=f"the launcher (torch.distributed.run) failed: {c.summary}")
+    if proc.timed_out:
+        waiting = [r for r in ranks if r.reached_collective]
+        missing = [r for r in ranks if not r.reached_collective and r.classified.outcome != "ok"]
+        if waiting and missing:
+            names = ", ".join(f"rank {r.rank} (at {r.stage})" for r in missing)
+            return Classified("timeout", f"the collective never completed: {names} never arrived; the tree was killed")
+        return Classified("timeout", "the init did not finish within the time limit; every rank was killed")
+    _fails, root = agent_failures(stderr)
+    failed = [r for r in ranks if r.classified.outcome not in ("ok", "stopped")]
+    pick = next((r for r in failed if r.rank == root), failed[0] if failed else None)
+    if pick is None:
+        return Classified("error", f"the launcher exited with status {proc.returncode} although no rank failed")
+    c = pick.classified
+    return replace(c, summary=f"rank {pick.rank}: {c.summary}")
+
+
 def run_init(req: InitRequest) -> InitOutcome:
     """Run the init contained and classify the outcome. Ctrl-C kills the tree and raises
     :class:`~npu_preflight.errors.Interrupted` carrying the (``interrupted``) outcome."""
+    if req.multi_rank:
+        return _run_ranks(req)
     gen, device = req.generator, req.device
     python = req.python or sys.executable
     before = fingerprint(req.weights_dir)
@@ -275,6 +606,66 @@ def run_init(req: InitRequest) -> InitOutcome:
         req.timeout,
         changed,
         problem if proc.returncode == 0 else None,
+        predicted_peak_bytes=req.predicted_peak_bytes,
+        note=req.note,
+    )
+    if c.outcome == "interrupted":
+        raise Interrupted(outcome)
+    return outcome
+
+
+def _run_ranks(req: InitRequest) -> InitOutcome:
+    """This node's ranks under torch.distributed.run, contained as one tree."""
+    python = req.python or sys.executable
+    before = fingerprint(req.weights_dir)
+    with tempfile.TemporaryDirectory(prefix="preflight-ranks-") as tmp:
+        t = Path(tmp)
+        reqf, results = t / "request.json", t / "ranks"
+        results.mkdir()
+        reqf.write_text(json.dumps(req.child_request(), default=str), encoding="utf-8")
+        env = dict(req.env)
+        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env.setdefault("OMP_NUM_THREADS", "1")
+        for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK"):
+            env.pop(k, None)  # the launcher sets them per rank
+        cap = req.memory_limit * req.local_ranks + LAUNCHER_BYTES if req.memory_limit else None
+        proc = run_supervised(
+            req.launch_command(python, reqf, results),
+            env=env,
+            timeout=req.timeout,
+            workdir=t,
+            memory_limit=cap,
+            rlimit_as=None,
+            # c10d rendezvous tells nodes apart by hostname and launcher pid: two nodes on one host,
+            # each launcher PID 2 of its own PID namespace, would look like one node and hang
+            namespaces=req.nnodes == 1,
+            weights_dir=req.weights_dir,
+            containment=req.containment,
+            on_event=req.on_event,
+        )
+        err_tail = tail(t / "stderr", 64000)
+        ranks = collect_ranks(results, req, proc, err_tail)
+    changed = tuple(changes(before, fingerprint(req.weights_dir)))
+    c = overall(ranks, proc, err_tail, req)
+    outcome = InitOutcome(
+        c,
+        req.generator,
+        req.device,
+        proc,
+        None,
+        proc.events,
+        err_tail[-12000:],
+        req.memory_limit,
+        req.timeout,
+        changed,
+        None,
+        ranks=ranks,
+        world_size=req.world_size,
+        nnodes=req.nnodes,
+        node_rank=req.node_rank,
+        predicted_peak_bytes=req.predicted_peak_bytes,
+        note=req.note,
     )
     if c.outcome == "interrupted":
         raise Interrupted(outcome)

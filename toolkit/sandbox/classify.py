@@ -26,6 +26,7 @@ Outcome = Literal[
     "error",
     "unavailable",
     "interrupted",
+    "stopped",  # one rank of several, stopped by the launcher after another failed
 ]
 
 _UNITS = {"B": 1, "KiB": 1024, "MiB": 1024**2, "GiB": 1024**3, "TiB": 1024**4, "KB": 1000, "MB": 1000**2, "GB": 1000**3}
@@ -35,6 +36,7 @@ CPU_ALLOC = re.compile(
 )
 MMAP = re.compile(r"unable to mmap (\d{1,20}) bytes from file <?([^>:\n]{0,500})>?: Cannot allocate memory \(12\)")
 DTYPE = re.compile(r"unsupported type: ?(\S{0,40})|`torch_dtype` is only supported for type")
+ACCELERATE = re.compile(r"requires `?accelerate`?")
 OOM_HINTS = ("Cannot allocate memory", "std::bad_alloc", "MemoryError", "out of memory")
 
 
@@ -90,7 +92,8 @@ def _signal_name(sig: int) -> str:
         return f"signal {sig}"
 
 
-def _from_result(result: Mapping[str, Any]) -> Classified:
+def from_result(result: Mapping[str, Any]) -> Classified:
+    """The outcome a (trusted) result file describes."""
     if result.get("outcome") == "ok":
         return Classified("ok", "the generator initialised and ran a forward pass")
     err = result.get("error") or {}
@@ -98,6 +101,8 @@ def _from_result(result: Mapping[str, Any]) -> Classified:
     text = f"{etype}: {msg}\n{err.get('traceback', '')}"
     if etype == "MindieUnavailable":
         return Classified("unavailable", msg)
+    if ACCELERATE.search(text):  # transformers' tensor-parallel loading needs accelerate
+        return Classified("import-error", f"{etype}: {msg}", library="accelerate")
     found = classify_text(text)
     if found is not None:
         return found
@@ -145,7 +150,7 @@ def classify(
         )
     if proc.returncode == 0:
         if result is not None:
-            return _from_result(result)
+            return from_result(result)
         return Classified("error", "the init process exited 0 without writing a valid result")
     found = classify_text(stderr)
     if found is not None:
