@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest bench browser clean fuzz
+.PHONY: setup demo test lint typecheck pytest bench browser clean fuzz device-check
 
 setup: $(STAMP)
 
@@ -52,6 +52,11 @@ fuzz: setup
 
 bench: setup
 	$(BIN)/python -m bench.run_all
+
+# On a machine with a GPU: probe, sandboxed init (nccl at world_size 2 with two devices), a real
+# "CUDA out of memory" classified, measured peak against the plan; figures in $$OUT/device-check.json.
+device-check: setup
+	$(BIN)/python scripts/device_check.py --device cuda
 
 clean:
 	rm -rf $(VENV) demo preflight-report bench/out .mypy_cache .ruff_cache .pytest_cache

@@ -10,7 +10,7 @@ import platform
 import sys
 import time
 
-from bench import deep_bench, memory_bench, pickle_bench, report_bench, static_bench
+from bench import deep_bench, memory_bench, multirank_bench, pickle_bench, report_bench, static_bench
 
 
 def main() -> None:
@@ -22,6 +22,7 @@ def main() -> None:
         ("static", lambda: static_bench.main(3 if quick else 7)),
         ("pickle", lambda: pickle_bench.main(2 if quick else 5)),
         ("memory", lambda: memory_bench.main(1 if quick else 3)),
+        ("multirank", lambda: multirank_bench.main(1 if quick else 3)),
         ("report", lambda: report_bench.main(3 if quick else 5)),
         ("deep", lambda: deep_bench.main(1 if quick else 3)),
     ):

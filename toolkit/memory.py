@@ -54,6 +54,8 @@ CPU_FRAMEWORK_LOAD = 120 * MIB
 DEFAULT_FRACTION = {"npu": 0.8, "cuda": 0.9, "cpu": 1.0}
 _COLUMN_BIASES = ("q_proj.bias", "k_proj.bias", "v_proj.bias", "query_key_value.bias", "W_pack.bias", "wqkv.bias")
 _KV_PROJ = ("k_proj.weight", "v_proj.weight", "k_proj.bias", "v_proj.bias")
+#: Row-parallel weights (split along their input dimension) in tensor-parallel plans.
+ROWWISE = ("o_proj.weight", "down_proj.weight", "w2.weight", "wo.weight", "dense.weight", "dense_4h_to_h.weight")
 MAX_SEQ_CAP = 1_000_000
 
 
@@ -99,6 +101,7 @@ class Plan:
     prefill_tokens: int | None = None  # max_prefill_tokens when set, else the sequence length
     converts: bool = False  # some float tensors are stored in another dtype than the load dtype
     embedding_bytes: int = 0  # an untied input embedding (only looked-up rows are read)
+    rowwise_bytes: int = 0  # row-parallel weights (o_proj, down_proj …) whole, at the load dtype
 
     def workspace_for(self, seq_len: int, batch: int) -> int:
         """Workspace for a prefill at ``seq_len`` tokens and logits for ``batch`` sequences."""
@@ -149,7 +152,13 @@ class Plan:
         resident as the forward reads them — all but an untied embedding, of which only the
         looked-up rows are read; with a conversion, the mapped shard being converted adds to it."""
         weights = self.weights_bytes
-        if self.device is not None and self.device.kind == "cpu":
+        if self.device is not None and self.device.kind == "cpu" and self.world_size > 1:
+            # transformers' tensor-parallel load on CPU over mapped safetensors: a column-parallel
+            # shard is a contiguous slice (its pages only), a row-parallel shard is a column slice
+            # that reads every page of the whole tensor and keeps a copy; the replicated embedding
+            # is read a few rows at a time (measured in bench/multirank_bench.py)
+            weights = weights + self.rowwise_bytes - self.embedding_bytes // self.world_size
+        elif self.device is not None and self.device.kind == "cpu":
             weights = weights + self.largest_shard_bytes if self.converts else weights - self.embedding_bytes
         return self.overhead_bytes + weights + self.kv_cache_bytes + self.init_forward_bytes
 
@@ -441,4 +450,9 @@ def make_plan(inp: PlanInputs) -> Plan:
             for n, t in inp.tensors.items()
         ),
         embedding_bytes=embedding,
+        rowwise_bytes=sum(
+            t.numel * (load_bytes or DTYPE_BITS[t.dtype] // 8)
+            for n, t in inp.tensors.items()
+            if len(t.shape) == 2 and n.endswith(ROWWISE)
+        ),
     )
