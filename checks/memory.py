@@ -84,9 +84,17 @@ def total_fits(ctx: Context) -> Iterator[Hit]:
             f"weights {fmt_bytes(plan.weights_bytes)} + KV cache {fmt_bytes(plan.kv_cache_bytes)} "
             f"({plan.kv.batch} × {plan.kv.seq_len:,} tokens) + workspace {fmt_bytes(plan.workspace_bytes)} + runtime "
             f"{fmt_bytes(plan.overhead_bytes)} = {fmt_bytes(plan.total_bytes)} exceeds the budget "
-            f"{fmt_bytes(plan.budget_bytes)} by {fmt_bytes(-headroom)}; the estimated maximum max_seq_len is "
-            f"{fit_seq:,}"
-            + (f" and max_batch_size {plan.max_batch_fit()}" if plan.max_batch_fit() is not None else ""),
+            f"{fmt_bytes(plan.budget_bytes)} by {fmt_bytes(-headroom)}; "
+            + (
+                f"the estimated maximum max_seq_len is {fit_seq:,}"
+                if fit_seq
+                else "not even one KV block fits at this batch"
+            )
+            + (
+                f" and max_batch_size {plan.max_batch_fit()}"
+                if plan.max_batch_fit()
+                else f"; no batch fits at max_seq_len {plan.kv.seq_len:,}"
+            ),
             plan.remedy(),
             Location(key="model_config.max_seq_len"),
             {

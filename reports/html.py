@@ -41,7 +41,20 @@ def _template() -> Any:
     return env.get_template("report.html.j2")
 
 
-def _memory_view(m: Mapping[str, Any]) -> dict[str, Any]:
+def _segments(parts: list[tuple[str, int]], scale: float) -> list[dict[str, Any]]:
+    segs, x = [], 0.0
+    for label, v in parts:
+        w = 1000.0 * v / scale
+        segs.append(
+            {"x": round(x, 2), "w": round(w, 2), "label": label, "human": fmt_bytes(v), "color": _COLORS[label]}
+        )
+        x += w
+    return segs
+
+
+def _memory_view(m: Mapping[str, Any], init: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Does it fit, by how much, and what would: the per-rank stack against the budget (overflow
+    drawn past it in red), one bar per rank with its measured peak when the init ran ranks."""
     parts = [
         ("weights", m.get("weights_bytes") or 0),
         ("KV cache", m.get("kv_cache_bytes") or 0),
@@ -51,16 +64,45 @@ def _memory_view(m: Mapping[str, Any]) -> dict[str, Any]:
     total = sum(v for _, v in parts)
     budget = m.get("budget_bytes")
     measured = m.get("measured_peak_bytes")
+    ranks = [r for r in (init or {}).get("ranks") or [] if isinstance(r, Mapping)]
+    peaks = [r.get("peak_bytes") or 0 for r in ranks] + [measured or 0]
+    scale = max([total, budget or 0, *peaks, 1]) * 1.02
+    stack = list(parts)
     if budget is not None and budget > total:
-        parts.append(("headroom", budget - total))
-    scale_max = max([total, budget or 0, measured or 0, 1])
-    segs, x = [], 0.0
-    for label, v in parts:
-        w = 1000.0 * v / scale_max
-        segs.append(
-            {"x": round(x, 2), "w": round(w, 2), "label": label, "human": fmt_bytes(v), "color": _COLORS[label]}
+        stack.append(("headroom", budget - total))
+    over = None
+    if budget is not None and total > budget:
+        over = {
+            "x": round(1000.0 * budget / scale, 2),
+            "w": round(1000.0 * (total - budget) / scale, 2),
+            "human": fmt_bytes(total - budget),
+        }
+    segs = _segments(stack, scale)
+    bars = []
+    if ranks:
+        for n, r in enumerate(ranks):
+            peak = r.get("peak_bytes")
+            bars.append(
+                {
+                    "label": f"rank {r.get('rank')}",
+                    "y": 6 + n * 40,
+                    "segments": segs,
+                    "over": over,
+                    "measured_x": round(1000.0 * peak / scale, 2) if peak else None,
+                    "measured_human": fmt_bytes(peak),
+                }
+            )
+    else:
+        bars.append(
+            {
+                "label": "each rank",
+                "y": 6,
+                "segments": segs,
+                "over": over,
+                "measured_x": round(1000.0 * measured / scale, 2) if measured else None,
+                "measured_human": fmt_bytes(measured),
+            }
         )
-        x += w
     dev = m.get("device") or {}
     kv = m.get("kv") or {}
     rows = [
@@ -91,28 +133,39 @@ def _memory_view(m: Mapping[str, Any]) -> dict[str, Any]:
         ),
         ("headroom", "—" if m.get("headroom_bytes") is None else fmt_bytes(m.get("headroom_bytes"))),
     ]
-    if kv.get("max_seq_len_fit") is not None:
+    from npu_preflight.reports.text import fit_sentence
+
+    fits = fit_sentence(kv)
+    if fits:
+        rows.append(("what fits", fits))
+    if measured:
         rows.append(
             (
-                "largest that fits",
-                f"max_seq_len {kv['max_seq_len_fit']:,} at batch {kv.get('batch')}; "
-                f"batch {kv.get('max_batch_fit')} at max_seq_len {kv.get('seq_len'):,}",
+                "measured peak",
+                f"{fmt_bytes(measured)} vs predicted {fmt_bytes(m.get('predicted_peak_bytes'))} ({m.get('prediction_error_pct')}%)",
             )
         )
     for note in m.get("notes") or []:
         rows.append(("note", str(note)))
+    if budget is None:
+        verdict = "no budget to compare against"
+    elif total > budget:
+        verdict = f"does not fit — over by {fmt_bytes(total - budget)}"
+    else:
+        verdict = f"fits with {fmt_bytes(budget - total)} to spare"
     return {
         "world_size": m.get("world_size"),
         "device_name": dev.get("name") or "none",
         "device_source": dev.get("source") or "no device: plan without budget",
-        "segments": segs,
-        "budget_x": None if budget is None else round(1000.0 * budget / scale_max, 2),
+        "no_budget": budget is None,
+        "verdict": verdict,
+        "bars": bars,
+        "legend": [s for s in segs if s["label"] != "headroom" or budget is not None],
+        "over_human": over["human"] if over else None,
+        "measured": bool(measured) or any(b["measured_x"] is not None for b in bars),
+        "budget_x": None if budget is None else round(1000.0 * budget / scale, 2),
         "budget_human": fmt_bytes(budget),
-        "measured_x": None if not measured else round(1000.0 * measured / scale_max, 2),
-        "measured_human": fmt_bytes(measured),
-        "predicted_human": fmt_bytes(m.get("predicted_peak_bytes")),
-        "error_pct": m.get("prediction_error_pct"),
-        "chart_h": 76,
+        "chart_h": 12 + 40 * len(bars),
         "rows": rows,
     }
 
@@ -214,25 +267,71 @@ def _env_rows(e: Mapping[str, Any]) -> list[tuple[str, str]]:
     return rows
 
 
-def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
-    """The page; ``opts.docs`` maps check ids to their explain text (shown on demand)."""
-    docs = opts.docs
-    phase_of = {c.id: c.phase for c in report.checks}
+def _finding_rows(report: Report, phase_of: Mapping[str, str]) -> tuple[list[dict[str, Any]], int]:
+    """Errors first, then warnings, then notes, as long as the page's findings budget lasts."""
+    from html import escape
+
     ordered = sorted(report.findings, key=lambda f: (-f.severity.rank, f.check_id))
-    used = {f.check_id for f in ordered}
-    # Rows are built in the browser from compact arrays (remediations deduplicated): 5,000 findings
-    # stay well under 2 MB, and every string reaches the page through textContent.
-    fixes: dict[str, int] = {}
-    rows: list[list[object]] = []
+    rows: list[dict[str, Any]] = []
     budget = FINDINGS_BUDGET
     for f in ordered:
-        cost = len(f.message) + len(f.location.describe()) + (0 if f.remediation in fixes else len(f.remediation)) + 40
+        loc = f.location.describe()
+        cost = len(escape(f.message)) + len(escape(loc)) + len(escape(f.remediation)) + 330
         if cost > budget:
             break
         budget -= cost
-        idx = fixes.setdefault(f.remediation, len(fixes)) if f.remediation else -1
-        rows.append([f.severity.rank, f.check_id, f.location.describe(), f.message, idx])
-    data = {"f": rows, "fix": list(fixes), "phase": phase_of, "omitted": len(ordered) - len(rows)}
+        rows.append(
+            {
+                "sev": f.severity.value,
+                "rank": f.severity.rank,
+                "id": f.check_id,
+                "dom": f.check_id.rstrip("0123456789"),
+                "phase": phase_of.get(f.check_id, ""),
+                "loc": loc,
+                "msg": f.message,
+                "fix": f.remediation,
+            }
+        )
+    return rows, len(ordered) - len(rows)
+
+
+_GROUP_ORDER = ("errored", "failed", "passed", "skipped")
+
+
+def _check_groups(report: Report, docs: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Checks by status: errored and failed open, passed and skipped collapsed with their counts."""
+    from markupsafe import Markup
+
+    from npu_preflight.doctext import for_html
+
+    groups: dict[str, list[dict[str, Any]]] = {}
+    for c in report.checks:
+        groups.setdefault(c.status.value, []).append(
+            {
+                "id": c.id,
+                "status": c.status.value,
+                "dom": c.id.rstrip("0123456789"),
+                "phase": c.phase,
+                "title": c.title,
+                "reason": c.reason,
+                "doc": Markup(for_html(docs[c.id])) if c.id in docs else None,
+            }
+        )
+    return [
+        {"status": st, "checks": groups[st], "open": st in ("errored", "failed")} for st in _GROUP_ORDER if st in groups
+    ]
+
+
+def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
+    """The page. Findings, coverage, plan and checks are rendered here, on the server side: the page
+    reads the same with JavaScript and CSS blocked (a CI server's CSP); script only adds filters,
+    sorting and explain toggles. ``opts.docs`` maps check ids to their explain text."""
+    from npu_preflight.coverage import coverage, run_settings
+
+    docs = opts.docs or {}
+    phase_of = {c.id: c.phase for c in report.checks}
+    rows, omitted = _finding_rows(report, phase_of)
+    used = {r["id"] for r in rows}
     found_phases = {phase_of.get(c, "") for c in used}
     return str(
         _template().render(
@@ -240,13 +339,19 @@ def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
             verdict_label=report.verdict_label,
             counts={s.value: report.count(s) for s in Severity},
             status=report.status_counts(),
-            findings=ordered,
+            rows=rows,
+            omitted=omitted,
             domains=sorted({c.rstrip("0123456789") for c in used}),
             phases=[p for p in ("static", "environment", "plan", "init", "deep") if p in found_phases],
-            memory=_memory_view(report.memory) if report.memory else None,
+            memory=_memory_view(report.memory, report.init) if report.memory else None,
             init=_init_view(report.init) if report.init else None,
             env=_env_rows(report.environment) if report.environment else None,
-            docs={k: v for k, v in (docs or {}).items() if k in used},
-            data=data,
+            coverage=coverage(report),
+            settings=run_settings(report),
+            check_groups=_check_groups(report, docs),
+            check_domains=sorted({c.id.rstrip("0123456789") for c in report.checks}),
+            check_phases=[
+                p for p in ("static", "environment", "plan", "init", "deep") if any(c.phase == p for c in report.checks)
+            ],
         )
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from npu_preflight.model import Report, Severity
 from npu_preflight.reports.options import RenderOptions
+from npu_preflight.reports.text import plural
 from npu_preflight.units import fmt_bytes
 
 MAX_ROWS = 50
@@ -21,9 +22,10 @@ def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
     out = [
         f"## {icon} npu-preflight: {verdict}",
         "",
-        f"`{_cell(report.weights_dir)}` · {report.count(Severity.ERROR)} errors · {report.count(Severity.WARNING)} "
-        f"warnings · {report.count(Severity.INFO)} notes · checks {c['passed']} passed, {c['failed']} failed, "
-        f"{c['skipped']} skipped, {c['errored']} errored · {report.duration_s:.2f}s",
+        f"`{_cell(report.weights_dir)}` · {plural(report.count(Severity.ERROR), 'error')} · "
+        f"{plural(report.count(Severity.WARNING), 'warning')} · {plural(report.count(Severity.INFO), 'note')} · "
+        f"checks {c['passed']} passed, {c['failed']} failed, {c['skipped']} skipped, {c['errored']} errored · "
+        f"{report.duration_s:.2f}s",
         "",
     ]
     if report.errored or report.section_errors or report.interrupted:
@@ -78,4 +80,33 @@ def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
             f"{i.get('device')}, {i.get('duration_s', 0):.1f}s)",
             "",
         ]
+        ranks = [r for r in i.get("ranks") or [] if isinstance(r, dict)]
+        if ranks:
+            out += ["| rank | outcome | stage | peak | per-rank plan | all_reduce |", "|---|---|---|---|---|---|"]
+            for r in ranks:
+                coll = r.get("collective_s")
+                out.append(
+                    f"| {r.get('rank')} | {r.get('outcome')} | {r.get('stage') or '–'} | {fmt_bytes(r.get('peak_bytes'))} "
+                    f"| {fmt_bytes(r.get('predicted_peak_bytes'))} | "
+                    f"{f'{coll * 1000:.1f} ms' if isinstance(coll, (int, float)) else '–'} |"
+                )
+            out.append("")
+    from npu_preflight.coverage import coverage, skip_groups
+
+    cov = coverage(report)
+    out += [
+        "### Coverage",
+        "",
+        f"{cov['ran']} of {cov['total']} checks ran, {cov['skipped']} skipped; init {_cell(cov['init'])}.",
+        "",
+    ]
+    groups = skip_groups(report)
+    if groups:
+        out += ["| skipped | because | to run them |", "|---|---|---|"]
+        for g in groups:
+            out.append(
+                f"| {len(g.checks)} ({', '.join(g.checks[:6])}{'…' if len(g.checks) > 6 else ''}) "
+                f"| {_cell(g.reason)} | {_cell(g.enable or '–')} |"
+            )
+        out.append("")
     return "\n".join(out).rstrip() + "\n"

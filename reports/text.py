@@ -68,6 +68,27 @@ def finding_lines(f: Finding, color: bool = False) -> list[str]:
     return lines
 
 
+def fit_sentence(kv: Mapping[str, Any]) -> str | None:
+    """What fits, honestly: capped at the model's positions, and never 'batch up to 0'."""
+    seq, batch = kv.get("max_seq_len_fit"), kv.get("max_batch_fit")
+    if seq is None:
+        return None
+    parts = []
+    if not seq:
+        parts.append(f"not even one {kv.get('block_size')}-token block at batch {kv.get('batch')}")
+    elif kv.get("max_seq_len_fit_capped"):
+        parts.append(f"every length up to the model's {seq:,} positions at batch {kv.get('batch')}")
+    else:
+        parts.append(f"max_seq_len up to {seq:,} at batch {kv.get('batch')}")
+    if batch and batch >= 1_000_000:
+        parts.append(f"any batch the plan models (1,000,000+) at max_seq_len {kv.get('seq_len'):,}")
+    elif batch:
+        parts.append(f"batch up to {batch:,} at max_seq_len {kv.get('seq_len'):,}")
+    else:
+        parts.append(f"no batch fits at max_seq_len {kv.get('seq_len'):,}")
+    return "; ".join(parts)
+
+
 def plan_lines(memory: Mapping[str, Any]) -> list[str]:
     """The memory plan as a small table (shared with ``npu-preflight plan``)."""
     lines = []
@@ -89,11 +110,11 @@ def plan_lines(memory: Mapping[str, Any]) -> list[str]:
         if value is not None:
             lines.append(f"  {label:<18}{fmt_bytes(value):>12}")
     kv = memory.get("kv") or {}
-    if kv.get("max_seq_len_fit") is not None:
-        lines.append(
-            f"  fits: max_seq_len up to {kv['max_seq_len_fit']:,} at batch {kv.get('batch')}, "
-            f"batch up to {kv.get('max_batch_fit')} at max_seq_len {kv.get('seq_len'):,}"
-        )
+    fits = fit_sentence(kv)
+    if fits:
+        lines.append(f"  fits: {fits}")
+    for note in memory.get("notes") or []:
+        lines.append(f"  note: {note}")
     measured = memory.get("measured_peak_bytes")
     if measured:
         lines.append(
@@ -173,15 +194,27 @@ def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
     if report.init:
         out.append("")
         out.extend(init_lines(report.init))
+    from npu_preflight.coverage import coverage_lines, run_settings
+
+    out.append("")
+    out.extend(coverage_lines(report))
+    for label, value in run_settings(report):
+        out.append(f"  {label}: {value if len(value) <= 300 else value[:299] + '…'}")
     counts = report.status_counts()
     out.append("")
     out.append(
         _paint(
-            f"{report.count(Severity.ERROR)} errors, {report.count(Severity.WARNING)} warnings, "
-            f"{report.count(Severity.INFO)} notes · checks: {counts['passed']} passed, {counts['failed']} failed, "
-            f"{counts['skipped']} skipped, {counts['errored']} errored · {report.duration_s:.2f}s",
+            f"{plural(report.count(Severity.ERROR), 'error')}, {plural(report.count(Severity.WARNING), 'warning')}, "
+            f"{plural(report.count(Severity.INFO), 'note')} · checks: {counts['passed']} passed, "
+            f"{counts['failed']} failed, {counts['skipped']} skipped, {counts['errored']} errored · "
+            f"{report.duration_s:.2f}s",
             "dim",
             color,
         )
     )
     return "\n".join(out) + "\n"
+
+
+def plural(n: int, word: str) -> str:
+    """``1 error``, ``2 errors``."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

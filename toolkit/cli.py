@@ -518,11 +518,13 @@ def explain(check_id: str) -> None:
         f"severity: {spec.severity.value} · phase: {spec.phase.value}"
         + (f" · needs: {', '.join(spec.requires)}" if spec.requires else "")
     )
+    from npu_preflight.doctext import for_terminal
+
     click.echo(f"rule of: {_BACKEND_WORDS[spec.backend]}")
     if spec.source:
         click.echo(f"source: {spec.source}")
     click.echo("")
-    click.echo(spec.doc)
+    click.echo(for_terminal(spec.doc, color=sys.stdout.isatty()))
 
 
 _BACKEND_WORDS = {

@@ -102,6 +102,7 @@ class Plan:
     converts: bool = False  # some float tensors are stored in another dtype than the load dtype
     embedding_bytes: int = 0  # an untied input embedding (only looked-up rows are read)
     rowwise_bytes: int = 0  # row-parallel weights (o_proj, down_proj …) whole, at the load dtype
+    max_positions: int | None = None  # the model's positions: no fitting length is offered beyond them
 
     def workspace_for(self, seq_len: int, batch: int) -> int:
         """Workspace for a prefill at ``seq_len`` tokens and logits for ``batch`` sequences."""
@@ -182,15 +183,27 @@ class Plan:
 
     def max_seq_len_fit(self) -> int | None:
         """Longest max_seq_len (a multiple of block_size) that fits at the configured batch, as vLLM's
-        "estimated maximum model length" (0: not even one block)."""
+        "estimated maximum model length" (0: not even one block) — never beyond the model's own
+        positions (:attr:`max_positions`) or the plan's MAX_SEQ_CAP."""
         budget = self.budget_bytes
         if budget is None or self.kv is None:
             return None
         kv = self.kv
-        blocks = self._largest(
-            lambda n: self.total_for(n * kv.block_size, kv.batch) <= budget, MAX_SEQ_CAP // kv.block_size
-        )
-        return blocks * kv.block_size
+        cap = min(MAX_SEQ_CAP, self.max_positions or MAX_SEQ_CAP)
+        blocks = self._largest(lambda n: self.total_for(n * kv.block_size, kv.batch) <= budget, cap // kv.block_size)
+        fit = blocks * kv.block_size
+        if (
+            self.max_positions
+            and fit == (cap // kv.block_size) * kv.block_size
+            and self.total_for(cap, kv.batch) <= budget
+        ):
+            return cap  # everything up to the model's positions fits
+        return fit
+
+    def fit_capped_by_positions(self) -> bool:
+        """The longest fitting length is the model's own positions (more memory would not help)."""
+        fit = self.max_seq_len_fit()
+        return bool(self.max_positions and fit is not None and fit >= self.max_positions)
 
     def max_batch_fit(self) -> int | None:
         """Largest batch that fits at the configured max_seq_len."""
@@ -267,6 +280,8 @@ class Plan:
                 "seq_len_source": kv.seq_len_source,
                 "kv_heads_per_rank": kv.kv_heads_per_rank,
                 "max_seq_len_fit": self.max_seq_len_fit(),
+                "max_seq_len_fit_capped": self.fit_capped_by_positions(),
+                "max_positions": self.max_positions,
                 "max_batch_fit": self.max_batch_fit(),
             },
             "predicted_peak_bytes": predicted,
@@ -380,7 +395,18 @@ def make_plan(inp: PlanInputs) -> Plan:
         if seq is None:
             seq = inp.max_positions or 2048
             source = "config.json max_position_embeddings" if inp.max_positions else "default 2048"
-        seq = min(seq, MAX_SEQ_CAP)
+            raw = mc.get("max_seq_len") if mc is not None else None
+            if raw is not None:
+                shown = f"{raw:,}" if isinstance(raw, int) and not isinstance(raw, bool) else repr(raw)[:40]
+                notes.append(
+                    f"model_config max_seq_len {shown} is outside what MindIE accepts (1 to {MAX_SEQ_CAP:,}; see "
+                    f"MC001): planned with {source} ({seq:,}) instead"
+                )
+        if seq > MAX_SEQ_CAP:
+            notes.append(
+                f"max_seq_len {seq:,} is beyond what the plan models ({MAX_SEQ_CAP:,} tokens): planned at {MAX_SEQ_CAP:,}"
+            )
+            seq = MAX_SEQ_CAP
         batch = (mc.positive("max_batch_size") if mc is not None else None) or 1
         blocks = batch * math.ceil(seq / block)
         kv = KvPlan(
@@ -450,6 +476,7 @@ def make_plan(inp: PlanInputs) -> Plan:
             for n, t in inp.tensors.items()
         ),
         embedding_bytes=embedding,
+        max_positions=inp.max_positions,
         rowwise_bytes=sum(
             t.numel * (load_bytes or DTYPE_BITS[t.dtype] // 8)
             for n, t in inp.tensors.items()

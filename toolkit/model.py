@@ -112,7 +112,11 @@ class Location:
         if self.tensor:
             parts.append(f"[{self.tensor}]")
         if self.key:
-            parts.append(self.key)
+            # "config.json config.json:torch_dtype" says the file twice: the key names it already
+            key = self.key
+            if self.file and key.startswith(self.file + ":") and not self.tensor:
+                parts[-1:] = []
+            parts.append(key)
         if self.env:
             parts.append(f"${self.env}")
         return " ".join(parts)
@@ -301,6 +305,12 @@ class Report:
         """Number of findings of one severity."""
         return sum(1 for f in self.findings if f.severity is severity)
 
+    def coverage(self) -> dict[str, Any]:
+        """What ran, what was skipped and why, what would enable it (``summary.coverage``)."""
+        from npu_preflight.coverage import coverage
+
+        return coverage(self)
+
     def status_counts(self) -> dict[str, int]:
         """Checks per status."""
         counts = {s.value: 0 for s in Status}
@@ -328,6 +338,7 @@ class Report:
                 "infos": self.count(Severity.INFO),
                 "checks": self.status_counts(),
                 "interrupted": self.interrupted,
+                "coverage": self.coverage(),
             },
             "checks": [c.to_dict() for c in self.checks],
             "findings": [f.to_dict() for f in self.findings],
