@@ -1,18 +1,30 @@
-# The README's two commands: `make demo` and `make test`. Both set up .venv from nothing.
-PY ?= python3.11
+# The README's two commands: `make demo` and `make test`. Both set up .venv from nothing: the demo
+# installs only the runtime and the init's stack (requirements-run.txt), the tests the tool-chain too.
+# The first Python 3.10-3.13 on PATH (3.11 preferred), unless PY is given.
+PY ?= $(shell for p in python3.11 python3.12 python3.13 python3.10 python3; do \
+  command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3, 10) <= sys.version_info[:2] <= (3, 13))' \
+  2>/dev/null && { echo $$p; break; }; done)
 VENV := .venv
 BIN := $(VENV)/bin
+RUN_STAMP := $(VENV)/.run-installed
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck pytest bench browser clean fuzz device-check
+.PHONY: setup setup-run demo test lint typecheck pytest bench browser clean fuzz device-check
+
+setup-run: $(RUN_STAMP)
+
+$(RUN_STAMP): pyproject.toml requirements-run.txt
+	@test -n "$(PY)" || { echo "no Python 3.10-3.13 found on PATH (set PY=/path/to/python3.X)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-run.txt
+	$(BIN)/pip install -q -e . --no-deps
+	touch $(RUN_STAMP)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml requirements-dev.txt
-	test -x $(BIN)/python || $(PY) -m venv $(VENV)
-	$(BIN)/pip install -q --upgrade pip
+$(STAMP): $(RUN_STAMP) requirements-dev.txt
 	$(BIN)/pip install -q -r requirements-dev.txt
-	$(BIN)/pip install -q -e . --no-deps
 	touch $(STAMP)
 
 # Headless Chromium for the HTML report tests, from Debian's packages (no browser download).
@@ -21,7 +33,7 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	  else echo "chromium missing: the browser tests will be skipped (install Debian's chromium)"; fi; }
 
-demo: setup
+demo: setup-run
 	rm -rf demo
 	$(BIN)/python -m tests.factory demo/model --family llama --dtype bfloat16 --hidden 256 --layers 4 --heads 8 --kv-heads 4 --intermediate 512 --vocab 512 --max-position 4096
 	$(BIN)/npu-preflight check demo/model --set backend_type=atb --set world_size=1 --set rank=0 \

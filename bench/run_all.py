@@ -10,7 +10,7 @@ import platform
 import sys
 import time
 
-from bench import deep_bench, memory_bench, multirank_bench, pickle_bench, report_bench, static_bench
+from bench import ci_bench, deep_bench, memory_bench, multirank_bench, pickle_bench, report_bench, static_bench
 
 
 def main() -> None:
@@ -25,6 +25,7 @@ def main() -> None:
         ("multirank", lambda: multirank_bench.main(1 if quick else 3)),
         ("report", lambda: report_bench.main(3 if quick else 5)),
         ("deep", lambda: deep_bench.main(1 if quick else 3)),
+        ("ci", lambda: ci_bench.main(1 if quick else 3)),
     ):
         t0 = time.perf_counter()
         print(f"\n== {name} ==")

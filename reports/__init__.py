@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from npu_preflight.model import Report
-from npu_preflight.reports import github, html, json_report, junit, markdown, text
+from npu_preflight.reports import github, html, json_report, junit, markdown, sarif, text
 from npu_preflight.reports.options import RenderOptions
 
 Renderer = Callable[[Report, RenderOptions], str]
@@ -18,6 +18,7 @@ RENDERERS: dict[str, Renderer] = {
     "junit": junit.render,
     "markdown": markdown.render,
     "github": github.render,
+    "sarif": sarif.render,
 }
 
 __all__ = ["RENDERERS", "RenderOptions", "Renderer"]

@@ -9,8 +9,20 @@ from npu_preflight.reports.options import RenderOptions
 
 
 def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
-    """The report as a JUnit ``<testsuites>`` document."""
-    counts = report.status_counts()
+    """The report as a JUnit ``<testsuites>`` document. A check fails the suite only when its worst
+    finding reaches ``--fail-on`` (warnings under ``--fail-on error`` are output, not failures, so
+    a passing run is not UNSTABLE in Jenkins)."""
+    counts = dict(report.status_counts())
+    worst_of: dict[str, Severity] = {}
+    for f in report.findings:
+        if f.check_id not in worst_of or f.severity.rank > worst_of[f.check_id].rank:
+            worst_of[f.check_id] = f.severity
+    failing = {
+        c.id
+        for c in report.checks
+        if c.status is Status.FAILED and worst_of.get(c.id, Severity.ERROR).rank >= report.fail_on.rank
+    }
+    counts["failed"] = len(failing)
     suites = ET.Element(
         "testsuites",
         name="npu-preflight",
@@ -54,7 +66,7 @@ def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
             time=f"{c.duration_s:.3f}",
         )
         lines = by_check.get(c.id, [])
-        if c.status is Status.FAILED:
+        if c.status is Status.FAILED and c.id in failing:
             first = lines[0].split("\n")[0] if lines else c.title
             el = ET.SubElement(case, "failure", message=first[:1000], type=worst.get(c.id, Severity.WARNING).value)
             el.text = "\n".join(lines)

@@ -13,3 +13,5 @@ class RenderOptions:
     color: bool = False
     docs: Mapping[str, str] = field(default_factory=dict)
     width: int | None = None
+    #: Per check: title, severity, backend, source (SARIF's rules).
+    rules: Mapping[str, Mapping[str, str]] = field(default_factory=dict)

@@ -56,15 +56,27 @@ def environment_lines(env: Mapping[str, Any]) -> list[str]:
     return lines
 
 
-def finding_lines(f: Finding, color: bool = False) -> list[str]:
-    """One finding: id and message, where, and the fix."""
+def _wrap(prefix: str, text: str, width: int | None, indent: int = 10) -> list[str]:
+    if not width:
+        return [prefix + text]
+    import textwrap
+
+    return textwrap.wrap(
+        text, width=width, initial_indent=prefix, subsequent_indent=" " * indent, break_on_hyphens=False
+    ) or [prefix]
+
+
+def finding_lines(f: Finding, color: bool = False, width: int | None = None) -> list[str]:
+    """One finding: id and message, where, and the fix (wrapped to ``width`` when given)."""
     where = f.location.describe()
-    head = f"  {_paint(f.check_id, _SEV_COLOR[f.severity], color)}  {f.message}"
-    lines = [head]
+    plain_id = f.check_id
+    head = _wrap(f"  {plain_id}  ", f.message, width)
+    head[0] = head[0].replace(plain_id, _paint(plain_id, _SEV_COLOR[f.severity], color), 1)
+    lines = head
     if where:
-        lines.append(f"          at: {where}")
+        lines += _wrap("          at: ", where, width, 14)
     if f.remediation:
-        lines.append(f"         fix: {f.remediation}")
+        lines += _wrap("         fix: ", f.remediation, width, 14)
     return lines
 
 
@@ -177,6 +189,8 @@ def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
     out: list[str] = []
     label_color = {"ready": "green", "not_ready": "red", "error": "red"}[report.verdict]
     out.append(_paint(report.verdict_label, label_color, color) + f"  {report.weights_dir}")
+    if (report.options or {}).get("cache_hit"):
+        out.append(f"  answered from the cache: nothing it depends on changed since {report.created_at}")
     if report.verdict == "error":
         out.append("  the tool could not vouch for this folder (see below)")
     out.extend(_untrusted_lines(report, color))
@@ -187,7 +201,7 @@ def render(report: Report, opts: RenderOptions = RenderOptions()) -> str:
         out.append("")
         out.append(_paint(f"{_SEV_LABEL[sev]} ({len(group)})", _SEV_COLOR[sev], color))
         for f in group:
-            out.extend(finding_lines(f, color))
+            out.extend(finding_lines(f, color, opts.width))
     if report.memory:
         out.append("")
         out.extend(plan_lines(report.memory))

@@ -16,7 +16,7 @@ from click.testing import CliRunner
 from npu_preflight.cli import main
 from npu_preflight.context import Context, RunOptions
 from npu_preflight.errors import FactError
-from tests.conftest import MINDIE_MC, PYTHON, REPO, check_folder, validate_report
+from tests.conftest import MINDIE_MC, PYTHON, REPO, check_folder, cli_env, validate_report
 
 EVERY_FORMAT = ("text", "json", "markdown", "github")
 
@@ -237,3 +237,19 @@ def test_the_wheel_installs_one_top_level_package(tmp_path: Path) -> None:
 def test_static_folder_check_needs_no_model_config(llama: Path) -> None:
     r = check_folder(llama)
     assert r.verdict == "ready" and r.trusted
+
+
+def test_numpy_is_optional(llama: Path, tmp_path: Path) -> None:
+    """pip install npu-preflight (no extras) has no numpy: every static check runs; --deep says
+    which extra it needs (exit 2); manifest hashes without it."""
+    code = "import sys; sys.modules['numpy'] = None\nfrom npu_preflight.cli import main\nmain(sys.argv[1:])\n"
+    run = lambda *a: subprocess.run(  # noqa: E731
+        [PYTHON, "-c", code, *a], capture_output=True, text=True, env=cli_env(), cwd=REPO, timeout=300
+    )
+    ok = run("check", str(llama), "--static", "--no-out", "--format", "json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["summary"]["checks"]["errored"] == 0
+    deep = run("check", str(llama), "--static", "--deep", "--no-out")
+    assert deep.returncode == 2 and "npu-preflight[deep]" in deep.stderr
+    man = run("manifest", str(llama), "-o", str(tmp_path / "m.json"))
+    assert man.returncode == 0, man.stderr

@@ -364,7 +364,7 @@ def test_hostile_set_values(llama: Path, sets: list[str], expected: int) -> None
     res = CliRunner().invoke(main, args)
     assert res.exit_code == expected, res.output
     if expected == 1:
-        doc = json.loads(res.output)
+        doc = json.loads(res.stdout)
         assert any(f["check_id"] == "MC001" for f in doc["findings"])
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -30,7 +31,7 @@ EXIT_INTERRUPTED = 130
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: Files ``check --out DIR`` writes, each from one renderer name.
-OUTPUT_FILES = {"report.json": "json", "report.html": "html", "junit.xml": "junit"}
+OUTPUT_FILES = {"report.json": "json", "report.html": "html", "junit.xml": "junit", "sarif.json": "sarif"}
 
 
 @cache
@@ -58,7 +59,54 @@ def _weights_dir(value: str) -> Path:
             pass
     except OSError as exc:
         _fail_usage(f"weights folder {value!r} cannot be read: {exc.strerror}")
+    hint = _weights_hint(path)
+    if hint:
+        _fail_usage(hint)
     return path.resolve()
+
+
+def _weights_hint(path: Path) -> str | None:
+    """A folder that is clearly not the weights folder but holds it: the Hugging Face cache root of a
+    model (``models--org--name``, whose files are under ``snapshots/<rev>``), or a parent of weight
+    folders. Names the folder(s) meant."""
+    has_weights = any(
+        p.suffix in (".safetensors", ".bin") or p.name == "config.json" for p in _first(path.iterdir(), 2000)
+    )
+    if has_weights:
+        return None
+    snaps = path / "snapshots"
+    if path.name.startswith("models--") and snaps.is_dir():
+        revs = sorted(_first(snaps.iterdir(), 50), key=lambda p: p.stat().st_mtime, reverse=True)
+        if revs:
+            return (
+                f"{str(path)!r} is a Hugging Face cache entry; the weights are in a snapshot: did you mean "
+                f"{str(revs[0])!r}?" + (f" ({len(revs)} snapshots)" if len(revs) > 1 else "")
+            )
+    subs = [
+        d
+        for d in _first(path.iterdir(), 2000)
+        if d.is_dir() and not d.name.startswith(".") and ((d / "config.json").is_file() or (d / "snapshots").is_dir())
+    ]
+    if subs:
+        shown = ", ".join(repr(str(d)) for d in sorted(subs)[:5])
+        more = f" and {len(subs) - 5} more" if len(subs) > 5 else ""
+        return (
+            f"{str(path)!r} holds no weights but contains weight folders: {shown}{more}; pass one of them "
+            "(or use 'npu-preflight scan' to check them all)"
+        )
+    return None
+
+
+def _first(it: Any, n: int) -> list[Any]:
+    out = []
+    try:
+        for x in it:
+            out.append(x)
+            if len(out) >= n:
+                break
+    except OSError:
+        pass
+    return out
 
 
 def _check_target(name: str | None) -> None:
@@ -68,7 +116,14 @@ def _check_target(name: str | None) -> None:
     from npu_preflight.catalog import find_device
 
     if find_device(name) is None:
-        raise UsageError(f"--target-device {name!r} is not in the device catalog (see 'npu-preflight devices')")
+        from npu_preflight.catalog import catalog
+
+        names = [d["name"] for d in catalog()]
+        close = [n for n in names if n.lower().startswith(name.lower())] or __import__("difflib").get_close_matches(
+            name, names, n=4, cutoff=0.5
+        )
+        hint = f" (did you mean {', '.join(close[:6])}?)" if close else ""
+        raise UsageError(f"--target-device {name!r} is not in the device catalog{hint} (see 'npu-preflight devices')")
 
 
 def _out_dir(value: str, weights: Path, option: str = "--out") -> Path:
@@ -151,6 +206,12 @@ class _Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except BrokenPipeError:
+            # the reader went away (``npu-preflight checks | head -1``): stop quietly, as cat does
+            with contextlib.suppress(OSError):
+                devnull = os.open(os.devnull, os.O_WRONLY)
+                os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(141)
         except UsageError as exc:
             click.echo(f"Error: {exc}", err=True)
             sys.exit(EXIT_USAGE)
@@ -167,15 +228,53 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="npu-preflight")
-def main() -> None:
+@click.option(
+    "--color",
+    type=click.Choice(["auto", "always", "never"]),
+    default="auto",
+    show_default=True,
+    help="Colour in the terminal output (auto: on a tty, unless NO_COLOR; FORCE_COLOR forces it).",
+)
+def main(color: str) -> None:
     """Will this weight folder and model_config start on this machine? Checks before you deploy.
 
     Exit status: 0 ready, 1 not ready, 2 usage error or unreadable input, 3 internal error.
     """
+    global _COLOR_MODE
+    _COLOR_MODE = color
+
+
+_COLOR_MODE = "auto"
+
+
+def use_color(stream: Any = None) -> bool:
+    """--color always/never, else NO_COLOR (https://no-color.org) off, FORCE_COLOR on, else a tty."""
+    if _COLOR_MODE != "auto":
+        return _COLOR_MODE == "always"
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    try:
+        return bool((stream or sys.stdout).isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def _width() -> int | None:
+    """The terminal's width when stdout is one (text is wrapped to it), else None (CI logs: no wrap)."""
+    import shutil
+
+    try:
+        if not sys.stdout.isatty():
+            return None
+    except (AttributeError, ValueError):
+        return None
+    return max(shutil.get_terminal_size((100, 24)).columns, 40)
 
 
 @main.command()
-@click.argument("weights_dir", metavar="WEIGHTS_DIR")
+@click.argument("weights_dirs", metavar="WEIGHTS_DIR...", nargs=-1, required=True)
 @_model_config_options
 @click.option("--static", is_flag=True, help="File checks and plan only: no probe, no init (CI without devices).")
 @click.option("--no-init", is_flag=True, help="Everything but the sandboxed init.")
@@ -210,7 +309,7 @@ def main() -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "markdown", "github"]),
+    type=click.Choice(["text", "json", "markdown", "github", "sarif"]),
     default="text",
     show_default=True,
     help="What goes to stdout.",
@@ -251,8 +350,26 @@ def main() -> None:
 @click.option(
     "--rdzv-endpoint", metavar="HOST:PORT", help="c10d rendezvous of a multi-node run (the same on every node)."
 )
+@click.option(
+    "--config",
+    "config_path",
+    metavar="FILE",
+    help="Policy file (default: the nearest .npu-preflight.toml or pyproject.toml [tool.npu-preflight]).",
+)
+@click.option("--no-config", is_flag=True, help="Ignore any policy file.")
+@click.option(
+    "--cache-dir",
+    metavar="DIR",
+    help="Answer an unchanged folder (same files, model_config, options, environment) from here.",
+)
+@click.option("--no-cache", is_flag=True, help="Check even when the cache has the answer.")
+@click.option(
+    "--jobs",
+    type=click.IntRange(min=1, max=256),
+    help="Folders checked at once with several WEIGHTS_DIRs (default: CPUs).",
+)
 def check(
-    weights_dir: str,
+    weights_dirs: tuple[str, ...],
     model_config_path: str | None,
     sets: tuple[str, ...],
     static: bool,
@@ -277,13 +394,47 @@ def check(
     nnodes: int,
     node_rank: int,
     rdzv_endpoint: str | None,
+    config_path: str | None,
+    no_config: bool,
+    cache_dir: str | None,
+    no_cache: bool,
+    jobs: int | None,
 ) -> None:
-    """Check WEIGHTS_DIR (with its model_config) for readiness and write the reports."""
+    """Check WEIGHTS_DIR (with its model_config) for readiness and write the reports. With several
+    folders, each is checked in its own process and the run ends with a summary table, an index page
+    and the worst exit code.
+
+    Settings come from the flags, else from the policy file (.npu-preflight.toml, or pyproject.toml's
+    [tool.npu-preflight], found by walking up from the working directory)."""
     from npu_preflight.context import Context, Progress, RunOptions
     from npu_preflight.runner import crash_report, run
     from npu_preflight.units import parse_size
 
+    if len(weights_dirs) > 1:
+        _check_many_and_exit([Path(d) for d in weights_dirs], out_dir, jobs, python_path)
+    weights_dir = weights_dirs[0]
     weights = _weights_dir(weights_dir)
+    pf = None if no_config else _policy_file(config_path)
+    if pf is not None and cache_dir is None and pf.values.get("cache-dir"):
+        cache_dir = pf.resolve_path("cache-dir")
+    if pf is not None:
+        given = _from_file(
+            pf,
+            fail_on=fail_on,
+            select=select,
+            ignore=ignore,
+            target_device=target_device,
+            model_config_path=model_config_path,
+            device=device,
+            generator=generator,
+            timeout=timeout,
+            memory_limit=memory_limit,
+            python_path=python_path,
+        )
+        fail_on, select, ignore = given["fail_on"], given["select"], given["ignore"]
+        target_device, model_config_path, device = given["target_device"], given["model_config_path"], given["device"]
+        generator, timeout, memory_limit = given["generator"], given["timeout"], given["memory_limit"]
+        python_path = given["python_path"]
     out = None if no_out else _writable_out(out_dir, weights)
     mc = _read_model_config(model_config_path, sets)
     mem_cap = None
@@ -294,8 +445,22 @@ def check(
             raise UsageError(f"--memory-limit: {exc}") from None
     _check_target(target_device)
     _check_nodes(nnodes, node_rank, rdzv_endpoint)
+    if deep:
+        try:
+            import numpy  # noqa: F401 - only to say early that --deep cannot decode without it
+        except ModuleNotFoundError:
+            raise UsageError(
+                "--deep decodes tensors with numpy, which is not installed: pip install 'npu-preflight[deep]'"
+            ) from None
     reg = registry()
-    policy = Policy(parse_ids(select), parse_ids(ignore), Severity(fail_on))
+    folder_ignores: tuple[tuple[str, str, str], ...] = ()
+    if pf is not None:
+        folder_ignores = tuple(
+            (cid, fi.reason, f"{pf.path.name} (folder {fi.pattern})")
+            for fi in pf.ignores_for(weights)
+            for cid in fi.checks
+        )
+    policy = Policy(parse_ids(select), parse_ids(ignore), Severity(fail_on), folder_ignores)
     reg.check_selection("--select", policy.select)
     reg.check_selection("--ignore", policy.ignore)
     options = RunOptions(
@@ -315,9 +480,36 @@ def check(
         nnodes=nnodes,
         node_rank=node_rank,
         rdzv_endpoint=rdzv_endpoint,
+        policy_file=str(pf.path) if pf is not None else None,
+        model_config_path=str(Path(model_config_path).resolve()) if model_config_path else None,
     )
+    cache_key = None
+    if cache_dir and not no_cache:
+        from npu_preflight.cache import cache_key as make_key
+        from npu_preflight.cache import lookup
+
+        cache_key = make_key(
+            weights,
+            mc.to_dict() if mc is not None else None,
+            options.to_dict(),
+            policy.select,
+            policy.ignore + tuple(f"{p}:{w}" for p, w, _ in policy.folder_ignores),
+            policy.fail_on.value,
+            os.environ,
+        )
+        hit = lookup(Path(cache_dir), cache_key)
+        if hit is not None:
+            from dataclasses import replace as _replace
+
+            cached = Report.from_dict(hit)
+            cached = _replace(cached, options={**cached.options, "cache_hit": True, "cache_key": cache_key})
+            failed_render = _emit(cached, fmt, out)
+            sys.exit(EXIT_INTERNAL if failed_render else exit_code(cached))
     tty = fmt == "text" and sys.stderr.isatty()
-    progress = Progress(_progress_printer(), _init_progress, _deep_progress) if tty else Progress()
+    if tty:
+        progress = Progress(_progress_printer(), _init_progress, _deep_progress)
+    else:  # CI logs: plain lines, a phase or an init stage at a time, never silent through a long init
+        progress = Progress(_phase_lines(), _init_lines(), _deep_lines)
     ctx = Context(weights, mc, options=options, progress=progress)
     with _sigterm_as_interrupt():
         try:
@@ -338,6 +530,15 @@ def check(
             )
     if tty:
         click.echo("\r\x1b[K", nl=False, err=True)
+    if cache_key is not None and cache_dir:
+        from npu_preflight.cache import store
+
+        try:
+            store(Path(cache_dir), cache_key, report)
+        except OSError as exc:
+            click.echo(
+                f"npu-preflight: the cache in {cache_dir!r} could not be written ({exc.strerror or exc})", err=True
+            )
     failed_render = _emit(report, fmt, out)
     if report.interrupted:
         sys.exit(EXIT_INTERRUPTED)
@@ -353,6 +554,64 @@ def _init_progress(event: Any) -> None:
     click.echo(f"\r\x1b[Kinit: {stage}{extra}", nl=False, err=True)
 
 
+def _phase_lines() -> Callable[[Any], None]:
+    """One stderr line per phase entered."""
+    seen: set[str] = set()
+
+    def show(spec: Any) -> None:
+        phase = spec.phase.value
+        if phase not in seen:
+            seen.add(phase)
+            click.echo(f"npu-preflight: {phase} checks…", err=True)
+
+    return show
+
+
+def _init_lines() -> Callable[[Any], None]:
+    """One stderr line per init stage (and per rank's stage), weights progress at most every 10 s."""
+    import time
+
+    state: dict[str, Any] = {"stage": None, "t": 0.0}
+
+    def show(event: Any) -> None:
+        stage = event.get("stage")
+        now = time.monotonic()
+        if stage != state["stage"] or now - state["t"] >= 10:
+            state["stage"], state["t"] = stage, now
+            done, total = event.get("done"), event.get("total")
+            extra = ""
+            if isinstance(done, int) and isinstance(total, int) and total:
+                extra = f" {done / 2**20:.0f}/{total / 2**20:.0f} MiB" if stage == "weights" else f" {done}/{total}"
+            click.echo(f"npu-preflight: init {stage}{extra}", err=True)
+
+    return show
+
+
+def _deep_lines(total: int, files: int) -> Callable[[int, int], None]:
+    """The deep scan's progress for a log: a line at most every 10 s."""
+    import threading
+    import time
+
+    lock = threading.Lock()
+    state = {"bytes": 0, "files": 0, "shown": time.monotonic()}
+
+    def update(nbytes: int, nfiles: int) -> None:
+        with lock:
+            state["bytes"] += nbytes
+            state["files"] += nfiles
+            now = time.monotonic()
+            if now - state["shown"] < 10 and state["files"] < files:
+                return
+            state["shown"] = now
+            click.echo(
+                f"npu-preflight: deep scan {int(state['files'])}/{files} files, "
+                f"{state['bytes'] / 2**30:.1f}/{total / 2**30:.1f} GiB",
+                err=True,
+            )
+
+    return update
+
+
 def _progress_printer() -> Callable[[Any], None]:
     def show(spec: Any) -> None:
         click.echo(f"\r\x1b[K{spec.phase.value:<12} {spec.id} {spec.title}"[:120], nl=False, err=True)
@@ -364,8 +623,18 @@ def _render(name: str, report: Report, color: bool = False) -> str:
     """One renderer's output; the HTML page also gets every check's explain text."""
     from npu_preflight.reports import RENDERERS, RenderOptions
 
-    docs = {s.id: s.doc for s in registry().specs} if name == "html" else {}
-    return RENDERERS[name](report, RenderOptions(color=color, docs=docs))
+    specs = registry().specs
+    docs = {s.id: s.doc for s in specs} if name in ("html", "sarif") else {}
+    rules = (
+        {
+            s.id: {"title": s.title, "severity": s.severity.value, "backend": s.backend, "source": s.source}
+            for s in specs
+        }
+        if name == "sarif"
+        else {}
+    )
+    width = _width() if name == "text" else None
+    return RENDERERS[name](report, RenderOptions(color=color, docs=docs, rules=rules, width=width))
 
 
 def _emit(report: Report, fmt: str, out: Path | None) -> bool:
@@ -388,12 +657,20 @@ def _emit(report: Report, fmt: str, out: Path | None) -> bool:
             failed = True
             click.echo(f"npu-preflight: {exc}", err=True)
     try:
-        click.echo(_render(fmt, report, color=sys.stdout.isatty()), nl=False)
+        colored = use_color()
+        click.echo(_render(fmt, report, color=colored), nl=False, color=colored)
     except Exception:  # noqa: BLE001
         failed = True
         click.echo(f"npu-preflight: internal error rendering {fmt}:\n{traceback.format_exc()}", err=True)
     if fmt == "text" and out is not None:
         click.echo(f"reports: {out}/", err=True)
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        try:
+            with open(summary, "a", encoding="utf-8") as fh:
+                fh.write(_render("markdown", report) + "\n")
+        except OSError as exc:
+            click.echo(f"npu-preflight: cannot append to GITHUB_STEP_SUMMARY ({exc.strerror or exc})", err=True)
     return failed
 
 
@@ -417,13 +694,94 @@ def _load_report(path: str) -> Report:
     return Report.from_dict(doc)
 
 
+@main.command("check-config")
+@click.argument("files", metavar="MODEL_CONFIG...", nargs=-1, required=True)
+@click.option("--planning", is_flag=True, help="A partial model_config is a planning question: missing keys are notes.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json", "github"]), default="text", show_default=True)
+def check_config(files: tuple[str, ...], planning: bool, fmt: str) -> None:
+    """Validate model_config files (JSON, YAML, MindIE-Service config.json) without any weights: the
+    schema, unknown keys, rank/world_size, lengths and MindIE's required keys. What a deployment
+    repository's pre-commit hook or CI job runs on the configs it commits."""
+    import tempfile
+
+    from npu_preflight.context import Context, RunOptions
+    from npu_preflight.reports.github import _data, _prop
+    from npu_preflight.reports.text import finding_lines
+    from npu_preflight.runner import run
+
+    worst = 0
+    docs: list[dict[str, Any]] = []
+    specs = [s for s in registry().specs if s.id.startswith("MC") and s.id not in ("MC004", "MC005", "MC007")]
+    for name in files:
+        try:
+            mc = _read_model_config(name, ())
+        except UsageError as exc:
+            worst = max(worst, EXIT_USAGE)
+            docs.append({"file": name, "verdict": "unreadable", "error": str(exc), "findings": []})
+            if fmt == "text":
+                click.echo(f"{name}: {exc}")
+            elif fmt == "github":
+                click.echo(f"::error file={_prop(name)},title=model_config::{_data(str(exc))}")
+            continue
+        with tempfile.TemporaryDirectory(prefix="preflight-config-") as empty:
+            opts = RunOptions(static=True, full_config=not planning, model_config_path=str(Path(name).resolve()))
+            report = run(Context(Path(empty), mc, options=opts, env={}), specs, Policy())
+        code = exit_code(report)
+        worst = max(worst, code)
+        docs.append({"file": name, "verdict": report.verdict, "findings": [f.to_dict() for f in report.findings]})
+        if fmt == "text":
+            click.echo(f"{name}: {report.verdict_label}")
+            for f in report.findings:
+                click.echo("\n".join(finding_lines(f, use_color())))
+        elif fmt == "github":
+            from npu_preflight.locate import key_line, relative_to_workspace
+
+            rel = relative_to_workspace(Path(name)) or name
+            for f in report.findings:
+                key = (f.location.key or "").removeprefix("model_config.")
+                line = key_line(Path(name), key) if key else None
+                level = {"error": "error", "warning": "warning"}.get(f.severity.value, "notice")
+                where = f"file={_prop(rel)}" + (f",line={line}" if line else "")
+                click.echo(f"::{level} {where},title={_prop(f.check_id)}::{_data(f.message)}")
+    if fmt == "json":
+        click.echo(json.dumps(docs, indent=2, default=str))
+    sys.exit(worst)
+
+
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.argument("root", metavar="ROOT")
+@click.option("--out", "out_dir", default="preflight-report", show_default=True, metavar="DIR")
+@click.option("--jobs", type=click.IntRange(min=1, max=256), help="Folders checked at once (default: CPUs).")
+@click.option("--max-depth", type=click.IntRange(min=0, max=32), default=6, show_default=True)
+@click.argument("check_args", nargs=-1, type=click.UNPROCESSED)
+def scan(root: str, out_dir: str, jobs: int | None, max_depth: int, check_args: tuple[str, ...]) -> None:
+    """Find every weight folder under ROOT (Hugging Face cache snapshots included) and check each,
+    several at a time; CHECK_ARGS go to each check (e.g. -- --static --target-device 910B3)."""
+    from npu_preflight.many import check_many, find_weight_folders, summary_lines, worst_exit
+
+    base = Path(root)
+    if not base.is_dir():
+        raise UsageError(f"{root!r} is not a folder")
+    folders = find_weight_folders(base.resolve(), max_depth)
+    if not folders:
+        raise UsageError(f"no weight folder (config.json beside weights) under {root!r}")
+    args = [a for a in check_args if a != "--"]
+    bad = next((a for a in args if a in ("--out", "--format", "--no-out")), None)
+    if bad:
+        raise UsageError(f"{bad} is scan's own: each folder's report goes to OUT/<folder>/")
+    results = check_many(folders, Path(out_dir), args, jobs or os.cpu_count() or 1)
+    click.echo("\n".join(summary_lines(results)))
+    click.echo(f"reports: {out_dir}/index.html", err=True)
+    sys.exit(worst_exit(results))
+
+
 @main.command()
 @click.argument("reports", metavar="NODE_REPORT.json...", nargs=-1, required=True)
 @click.option("-o", "--output", metavar="FILE", help="Write the cluster report.json here (atomically).")
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "html", "junit", "markdown", "github"]),
+    type=click.Choice(["text", "json", "html", "junit", "markdown", "github", "sarif"]),
     default="text",
     show_default=True,
     help="What goes to stdout.",
@@ -439,7 +797,7 @@ def merge(reports: tuple[str, ...], output: str | None, fmt: str) -> None:
             write_atomic(Path(output), json.dumps(cluster.to_dict(), indent=2, allow_nan=False) + "\n")
         except OSError as exc:
             raise UsageError(f"-o {output!r}: {exc.strerror or exc}") from None
-    click.echo(_render(fmt, cluster, color=sys.stdout.isatty()))
+    click.echo(_render(fmt, cluster, color=use_color()))
     sys.exit(exit_code(cluster))
 
 
@@ -448,7 +806,7 @@ def merge(reports: tuple[str, ...], output: str | None, fmt: str) -> None:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "html", "junit", "markdown", "github"]),
+    type=click.Choice(["text", "json", "html", "junit", "markdown", "github", "sarif"]),
     default="text",
     show_default=True,
 )
@@ -458,7 +816,7 @@ def render(report_path: str, fmt: str, output: str | None) -> None:
     from npu_preflight.output import write_atomic
 
     report = _load_report(report_path)
-    text = _render(fmt, report, color=output is None and sys.stdout.isatty())
+    text = _render(fmt, report, color=output is None and use_color())
     if output:
         try:
             write_atomic(Path(output), text)
@@ -524,7 +882,8 @@ def explain(check_id: str) -> None:
     if spec.source:
         click.echo(f"source: {spec.source}")
     click.echo("")
-    click.echo(for_terminal(spec.doc, color=sys.stdout.isatty()))
+    colored = use_color()
+    click.echo(for_terminal(spec.doc, color=colored), color=colored)
 
 
 _BACKEND_WORDS = {
@@ -535,6 +894,96 @@ _BACKEND_WORDS = {
     "preflight": "npu-preflight's own plan and sandbox",
     "host": "the host: torch, torch_npu, CANN and the filesystem",
 }
+
+
+#: Options a folder's own check is not given when several are checked (each gets its own).
+_NOT_PASSED_ON = {"weights_dirs", "out_dir", "fmt", "no_out", "jobs"}
+
+
+def _passed_on_args() -> list[str]:
+    """The command line's options, as given, for each folder's own ``check`` process."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    args: list[str] = []
+    for p in ctx.command.params:
+        if not isinstance(p, click.Option) or p.name in _NOT_PASSED_ON or p.name is None:
+            continue
+        if ctx.get_parameter_source(p.name) in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+            continue
+        value = ctx.params.get(p.name)
+        flag = p.opts[0]
+        if p.is_flag:
+            if value:
+                args.append(flag)
+        elif p.multiple:
+            for v in value or ():
+                args += [flag, str(v)]
+        elif value is not None:
+            args += [flag, str(value)]
+    return args
+
+
+def _check_many_and_exit(folders: list[Path], out_dir: str, jobs: int | None, python: str | None) -> None:
+    from npu_preflight.many import check_many, summary_lines, worst_exit
+
+    for f in folders:
+        if not f.is_dir():
+            raise UsageError(f"weights folder {str(f)!r} does not exist or is not a folder")
+    args = _passed_on_args()
+    results = check_many(folders, Path(out_dir), args, jobs or os.cpu_count() or 1)
+    click.echo("\n".join(summary_lines(results)))
+    click.echo(f"reports: {out_dir}/index.html", err=True)
+    sys.exit(worst_exit(results))
+
+
+def _policy_file(explicit: str | None) -> Any:
+    """The policy file: --config FILE, else the nearest one above the working directory."""
+    from npu_preflight.policyfile import find, load
+
+    if explicit is not None:
+        p = Path(explicit)
+        if not p.is_file():
+            raise UsageError(f"--config {explicit!r}: no such file")
+        return load(p)
+    found = find(Path.cwd())
+    return load(found) if found is not None else None
+
+
+#: check()'s parameter names → the policy file's keys.
+_FILE_KEYS = {
+    "fail_on": "fail-on",
+    "select": "select",
+    "ignore": "ignore",
+    "target_device": "target-device",
+    "model_config_path": "model-config",
+    "device": "device",
+    "generator": "generator",
+    "timeout": "timeout",
+    "memory_limit": "memory-limit",
+    "python_path": "python",
+}
+
+
+def _from_file(pf: Any, **given: Any) -> dict[str, Any]:
+    """Each setting from the command line when given there, else from the policy file."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    out = dict(given)
+    for name, key in _FILE_KEYS.items():
+        if key not in pf.values:
+            continue
+        source = ctx.get_parameter_source(name)
+        if source not in (None, ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP):
+            continue
+        value = pf.values[key]
+        if key in ("select", "ignore"):
+            value = ",".join(value)
+        elif key in ("model-config", "python"):
+            value = pf.resolve_path(key)
+        out[name] = value
+    return out
 
 
 _ENDPOINT = re.compile(r"^(\[[0-9A-Fa-f:.]{2,45}\]|[A-Za-z0-9.-]{1,253}):(\d{1,5})$")
@@ -595,7 +1044,7 @@ def env(python_path: str | None, device: str, model_config_path: str | None, set
         if report.findings:
             click.echo("")
         for f in report.findings:
-            click.echo("\n".join(finding_lines(f, sys.stdout.isatty())))
+            click.echo("\n".join(finding_lines(f, use_color())))
     sys.exit(exit_code(report))
 
 
@@ -637,7 +1086,7 @@ def plan(
             if c.status.value == "skipped" and c.reason:
                 click.echo(f"  ({c.id} skipped: {c.reason})")
         for f in report.findings:
-            click.echo("\n".join(finding_lines(f, sys.stdout.isatty())))
+            click.echo("\n".join(finding_lines(f, use_color())))
     sys.exit(exit_code(report))
 
 
@@ -769,3 +1218,16 @@ def devices() -> None:
 
 
 __all__ = ["EXIT_NOT_READY", "EXIT_READY", "main"]
+
+
+def hook_static() -> None:
+    """The pre-commit hook: the static checks of every weight folder whose files changed (the
+    changed files are the arguments; each folder once)."""
+    folders = sorted({str(Path(a).resolve().parent) for a in sys.argv[1:] if Path(a).exists()})
+    if not folders:
+        sys.exit(0)
+    main(
+        ["--color", "never", "check", *folders, "--static", "--no-out"]
+        if len(folders) == 1
+        else ["--color", "never", "check", *folders, "--static", "--out", os.path.join(".npu-preflight", "hook")]
+    )

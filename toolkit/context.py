@@ -84,6 +84,9 @@ class RunOptions:
     nnodes: int = 1
     node_rank: int = 0
     rdzv_endpoint: str | None = None
+    policy_file: str | None = None  # the .npu-preflight.toml / pyproject.toml the settings came from
+    model_config_path: str | None = None  # the model_config file (findings on its keys point into it)
+    full_config: bool = False  # check-config: no probe, yet missing deployment keys are errors
     probe_timeout: float = 120.0
     workers: int | None = None
     containment: Containment = "auto"
@@ -388,6 +391,8 @@ class Context:
     @property
     def planning(self) -> bool:
         """Planning mode (``--static`` or ``plan``): missing deployment keys are a note, not a fault."""
+        if self.options.full_config:
+            return False
         return self.options.static or self.options.planning
 
     @property

@@ -26,6 +26,8 @@ _ENABLE = (
     (re.compile(r"not a MindIE-Service config"), "pass MindIE-Service's config.json as the model_config"),
     (re.compile(r"no safetensors"), "put the safetensors weights in the folder"),
     (re.compile(r"RANK_TABLE_FILE"), "set RANK_TABLE_FILE for a multi-node run"),
+    (re.compile(r"ignored for this folder by"), "remove the folder's entry from the policy file"),
+    (re.compile(r"deselected by"), "drop --select/--ignore (or the policy file's select/ignore)"),
 )
 
 

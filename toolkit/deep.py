@@ -18,10 +18,9 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
-
-import numpy as np
 
 from npu_preflight.formats.files import FileReadError, open_regular
 from npu_preflight.formats.safetensors import Header, TensorInfo
@@ -41,19 +40,36 @@ class FloatKind:
     to_float: Callable[[int], float]
 
 
+@cache
+def _np() -> Any:
+    """numpy, imported on the first tensor decoded: hashing (manifest, verify) needs none, and numpy
+    is an optional dependency (``pip install 'npu-preflight[deep]'``)."""
+    try:
+        import numpy
+    except ModuleNotFoundError as exc:  # pragma: no cover - exercised in the no-numpy venv test
+        raise ModuleNotFoundError(
+            "--deep decodes tensors with numpy, which is not installed: pip install 'npu-preflight[deep]'"
+        ) from exc
+    return numpy
+
+
 def _bits_to_f16(b: int) -> float:
+    np = _np()
     return float(np.array([b], np.uint16).view(np.float16)[0])
 
 
 def _bits_to_bf16(b: int) -> float:
+    np = _np()
     return float(np.array([b << 16], np.uint32).view(np.float32)[0])
 
 
 def _bits_to_f32(b: int) -> float:
+    np = _np()
     return float(np.array([b], np.uint32).view(np.float32)[0])
 
 
 def _bits_to_f64(b: int) -> float:
+    np = _np()
     return float(np.array([b], np.uint64).view(np.float64)[0])
 
 
@@ -71,26 +87,43 @@ def _f8_e5m2(b: int) -> float:
     return (1 + m / 4) * 2.0 ** (e - 15)
 
 
-FLOATS: dict[str, FloatKind] = {
-    "F16": FloatKind(np.int16, np.uint16, 0x8000, 0x7C00, 0x7C00, _bits_to_f16),
-    "BF16": FloatKind(np.int16, np.uint16, 0x8000, 0x7F80, 0x7F80, _bits_to_bf16),
-    "F32": FloatKind(np.int32, np.uint32, 0x80000000, 0x7F800000, 0x7F800000, _bits_to_f32),
-    "F64": FloatKind(np.int64, np.uint64, 0x8000000000000000, 0x7FF0000000000000, 0x7FF0000000000000, _bits_to_f64),
-    "F8_E4M3": FloatKind(np.int8, np.uint8, 0x80, 0x7F, None, _f8_e4m3),
-    "F8_E5M2": FloatKind(np.int8, np.uint8, 0x80, 0x7C, 0x7C, _f8_e5m2),
-}
+#: The float dtypes decoded, their integer views and special values.
+FLOAT_KINDS = ("F16", "BF16", "F32", "F64", "F8_E4M3", "F8_E5M2")
+INTEGER_DTYPES = ("BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64")
 COMPLEX = {"C64": "F32"}
-INTEGERS = {
-    "BOOL": np.uint8,
-    "U8": np.uint8,
-    "I8": np.int8,
-    "I16": np.int16,
-    "U16": np.uint16,
-    "I32": np.int32,
-    "U32": np.uint32,
-    "I64": np.int64,
-    "U64": np.uint64,
-}
+
+
+@cache
+def floats() -> dict[str, FloatKind]:
+    """How each float dtype is read (numpy imported here, on first use)."""
+    np = _np()
+    return {
+        "F16": FloatKind(np.int16, np.uint16, 0x8000, 0x7C00, 0x7C00, _bits_to_f16),
+        "BF16": FloatKind(np.int16, np.uint16, 0x8000, 0x7F80, 0x7F80, _bits_to_bf16),
+        "F32": FloatKind(np.int32, np.uint32, 0x80000000, 0x7F800000, 0x7F800000, _bits_to_f32),
+        "F64": FloatKind(np.int64, np.uint64, 0x8000000000000000, 0x7FF0000000000000, 0x7FF0000000000000, _bits_to_f64),
+        "F8_E4M3": FloatKind(np.int8, np.uint8, 0x80, 0x7F, None, _f8_e4m3),
+        "F8_E5M2": FloatKind(np.int8, np.uint8, 0x80, 0x7C, 0x7C, _f8_e5m2),
+    }
+
+
+@cache
+def integers() -> dict[str, Any]:
+    """The integer dtypes' numpy types (numpy imported here, on first use)."""
+    np = _np()
+    return {
+        "BOOL": np.uint8,
+        "U8": np.uint8,
+        "I8": np.int8,
+        "I16": np.int16,
+        "U16": np.uint16,
+        "I32": np.int32,
+        "U32": np.uint32,
+        "I64": np.int64,
+        "U64": np.uint64,
+    }
+
+
 #: Sub-byte and exotic formats whose values are not decoded (reported as not scanned).
 NOT_SCANNED = ("F4", "F6_E2M3", "F6_E3M2", "F8_E8M0", "F8_E4M3FNUZ", "F8_E5M2FNUZ")
 
@@ -113,8 +146,9 @@ class TensorStats:
         """Consume the next bytes of this tensor (any split; a partial element waits for the rest)."""
         if not self.scanned:
             return
-        kind = FLOATS.get(COMPLEX.get(self.dtype, self.dtype))
-        itemsize = np.dtype(kind.unsigned).itemsize if kind else np.dtype(INTEGERS[self.dtype]).itemsize
+        np = _np()
+        kind = floats().get(COMPLEX.get(self.dtype, self.dtype))
+        itemsize = np.dtype(kind.unsigned).itemsize if kind else np.dtype(integers()[self.dtype]).itemsize
         if self.pending:
             need = itemsize - len(self.pending)
             head = self.pending + bytes(data[:need])
@@ -131,8 +165,9 @@ class TensorStats:
             self.pending = bytes(data[usable:])
 
     def _scan(self, buf: bytes | memoryview, kind: FloatKind | None, itemsize: int) -> None:
+        np = _np()
         if kind is None:
-            arr = np.frombuffer(buf, dtype=INTEGERS[self.dtype])
+            arr = np.frombuffer(buf, dtype=integers()[self.dtype])
             if not self.nonzero and arr.size and arr.any():
                 self.nonzero = True
             return
@@ -158,7 +193,7 @@ class TensorStats:
     @property
     def kind(self) -> FloatKind | None:
         """The float reading, None for integers and unscanned formats."""
-        return FLOATS.get(COMPLEX.get(self.dtype, self.dtype))
+        return floats().get(COMPLEX.get(self.dtype, self.dtype)) if self.dtype in (*FLOAT_KINDS, *COMPLEX) else None
 
     @property
     def max_abs(self) -> float | None:
@@ -280,7 +315,7 @@ def scan_file(
 
 
 def _stats_for(t: TensorInfo) -> TensorStats:
-    scanned = t.dtype in FLOATS or t.dtype in COMPLEX or t.dtype in INTEGERS
+    scanned = t.dtype in FLOAT_KINDS or t.dtype in COMPLEX or t.dtype in INTEGER_DTYPES
     return TensorStats(t.name, t.dtype, t.numel, scanned=scanned)
 
 

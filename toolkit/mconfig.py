@@ -288,12 +288,26 @@ def load_model_config(path: Path) -> tuple[dict[str, Any], str]:
         kind = "yaml"
     else:
         try:
-            data = load_file(path, max_bytes=MAX_MODEL_CONFIG_BYTES, max_depth=32).value
+            loaded = load_file(path, max_bytes=MAX_MODEL_CONFIG_BYTES, max_depth=32)
         except JsonLoadError as exc:
             raise UsageError(f"model_config file {str(path)!r} is not valid JSON: {exc.message}") from None
+        if loaded.duplicates:
+            raise UsageError(
+                f"model_config file {str(path)!r} gives key {loaded.duplicates[0]!r} twice: which one MindIE "
+                "would use depends on the parser (the last one here); keep one"
+            )
+        data = loaded.value
         kind = "json"
     if not isinstance(data, dict):
         raise UsageError(f"model_config file {str(path)!r} must hold a JSON/YAML object, not {type(data).__name__}")
+    model_keys = {"architectures", "hidden_size", "num_hidden_layers", "num_attention_heads", "vocab_size"}
+    if len(model_keys & set(data)) >= 3 and not set(data) & {"backend_type", "world_size", "BackendConfig"}:
+        raise UsageError(
+            f"{str(path)!r} is the model's own config.json (architectures, hidden_size, …), not a generator "
+            "model_config: pass the folder as WEIGHTS_DIR and the model_config with -c (e.g. "
+            '{"backend_type": "atb", "world_size": 1, "rank": 0, "local_rank": 0, "npu_device_id": 0, '
+            '"trust_remote_code": false})'
+        )
     bad_key = next((k for k in data if not isinstance(k, str)), None)
     if bad_key is not None or any(not isinstance(k, str) for k in data):
         raise UsageError(f"model_config file {str(path)!r}: key {bad_key!r} is not a string")
@@ -327,6 +341,31 @@ def _expanded_size(value: Any, limit: int) -> int:
     return count
 
 
+def _no_duplicate_keys(node: Any, path: Path) -> None:
+    """A YAML mapping that gives a key twice (PyYAML keeps the last silently) is refused by name."""
+    import yaml
+
+    stack = [node]
+    seen_nodes = 0
+    while stack:
+        n = stack.pop()
+        seen_nodes += 1
+        if seen_nodes > MAX_YAML_NODES:
+            return
+        if isinstance(n, yaml.MappingNode):
+            keys: set[str] = set()
+            for k, v in n.value:
+                if isinstance(k, yaml.ScalarNode):
+                    if k.value in keys:
+                        raise UsageError(
+                            f"model_config file {str(path)!r} gives key {k.value!r} twice (line {k.start_mark.line + 1}); keep one"
+                        )
+                    keys.add(k.value)
+                stack.append(v)
+        elif isinstance(n, yaml.SequenceNode):
+            stack.extend(n.value)
+
+
 def _load_yaml(path: Path) -> Any:
     import yaml
 
@@ -338,6 +377,7 @@ def _load_yaml(path: Path) -> Any:
         raise UsageError(f"model_config file {str(path)!r} cannot be read: {exc.message}") from None
     try:
         text = raw.decode("utf-8")
+        _no_duplicate_keys(yaml.compose(text, Loader=yaml.SafeLoader), path)
         data = yaml.safe_load(text)
         if _expanded_size(data, MAX_YAML_NODES) > MAX_YAML_NODES:
             raise UsageError(

@@ -26,15 +26,22 @@ class Policy:
     select: tuple[str, ...] = ()
     ignore: tuple[str, ...] = ()
     fail_on: Severity = Severity.ERROR
+    #: Checks a policy file ignores for this folder: (id or prefix, why, the file that says so).
+    folder_ignores: tuple[tuple[str, str, str], ...] = ()
 
     def selected(self, check_id: str) -> bool:
         """Whether a check runs under this policy."""
         if self.select and not any(check_id.startswith(p) for p in self.select):
             return False
+        if any(check_id.startswith(p) for p, _, _ in self.folder_ignores):
+            return False
         return not any(check_id.startswith(p) for p in self.ignore)
 
-    def deselect_reason(self) -> str:
+    def deselect_reason(self, check_id: str = "") -> str:
         """Why a check was not run, for its skipped result."""
+        for prefix, why, where in self.folder_ignores:
+            if check_id.startswith(prefix):
+                return f"ignored for this folder by {where}: {why}"
         parts = []
         if self.select:
             parts.append(f"--select {','.join(self.select)}")

@@ -154,7 +154,7 @@ def run(ctx: Context, specs: Sequence[CheckSpec], policy: Policy) -> Report:
             if interrupted:
                 results.append(CheckResult(spec, Status.SKIPPED, reason=INTERRUPTED))
             elif not policy.selected(spec.id):
-                results.append(CheckResult(spec, Status.SKIPPED, reason=policy.deselect_reason()))
+                results.append(CheckResult(spec, Status.SKIPPED, reason=policy.deselect_reason(spec.id)))
             elif skip is not None:
                 results.append(CheckResult(spec, Status.SKIPPED, reason=skip))
             else:

@@ -182,7 +182,7 @@ def test_coverage_names_what_would_enable_it(llama: Path) -> None:
     assert "→ give a model_config" in res.output
     assert "→ give --target-device NAME" in res.output
     res = CliRunner().invoke(main, ["check", str(llama), "--static", "--no-out", "--format", "json"])
-    cov = json.loads(res.output)["summary"]["coverage"]
+    cov = json.loads(res.stdout)["summary"]["coverage"]
     assert cov["init"] == "not requested (--static)" and cov["ran"] + cov["skipped"] == cov["total"]
     assert any(g["enable"] and "model_config" in g["enable"] for g in cov["skipped_groups"])
 

@@ -296,5 +296,5 @@ def test_cli_check_writes_html_and_junit(llama: Path, tmp_path: Path) -> None:
         timeout=120,
     )
     assert p.returncode == 0
-    assert {x.name for x in out.iterdir()} == {"report.json", "report.html", "junit.xml"}
+    assert {x.name for x in out.iterdir()} == {"report.json", "report.html", "junit.xml", "sarif.json"}
     assert (out / "report.html").stat().st_mode & 0o044
