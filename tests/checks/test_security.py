@@ -234,6 +234,24 @@ def test_hf_cache_layout_is_warning(llama: Path, tmp_path: Path) -> None:
     assert problems(r) == ["SEC004"] * len(fs)
 
 
+def test_sharded_hf_cache_snapshot_is_not_outside_the_folder(sharded: Path, tmp_path: Path) -> None:
+    """Shards in an HF cache snapshot are symlinks into ../../blobs: the index still names them
+    by bare file name, so WT016 (a name outside the folder) must not fire and WT011 must see them."""
+    cache = tmp_path / "models--org--s"
+    snap = cache / "snapshots" / "abc123"
+    blobs = cache / "blobs"
+    snap.mkdir(parents=True)
+    blobs.mkdir()
+    for f in sharded.iterdir():
+        (blobs / f.name).write_bytes(f.read_bytes())
+        os.symlink(Path("../../blobs") / f.name, snap / f.name)
+    r = check_folder(snap)
+    assert set(problems(r)) == {"SEC004"}
+    sorted(blobs.glob("model-*.safetensors"))[-1].unlink()
+    r = check_folder(snap)
+    assert "WT011" in problems(r)
+
+
 def test_world_writable(llama: Path) -> None:
     (llama / "model.safetensors").chmod(0o666)
     [f] = only(check_folder(llama), "SEC005")

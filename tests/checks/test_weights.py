@@ -9,6 +9,7 @@ import struct
 from pathlib import Path
 
 import numpy as np
+import pytest
 from safetensors.numpy import save_file
 
 from npu_preflight.formats.index import INDEX_NAME
@@ -225,6 +226,27 @@ def test_index_path_leaves_folder(sharded: Path, tmp_path: Path) -> None:
     [f] = only(r, "WT016")
     assert "../elsewhere/model.safetensors" in f.message
     assert "WT011" not in ids(r)
+
+
+@pytest.mark.parametrize("how", ["absolute", "climb", "linked-subfolder"])
+def test_index_names_outside_the_folder_every_way(sharded: Path, tmp_path: Path, how: str) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    shard = sorted(sharded.glob("model-*.safetensors"))[0].name
+    if how == "absolute":
+        target = str(outside / shard)
+    elif how == "climb":
+        target = f"sub/../../outside/{shard}"
+    else:
+        os.symlink(outside, sharded / "sub")
+        target = f"sub/{shard}"
+    idx = _index(sharded)
+    for k, v in idx["weight_map"].items():
+        if v == shard:
+            idx["weight_map"][k] = target
+    (sharded / INDEX_NAME).write_text(json.dumps(idx))
+    [f] = only(check_folder(sharded), "WT016")
+    assert target in f.message
 
 
 def test_stray_consolidated_beside_shards(sharded: Path) -> None:
