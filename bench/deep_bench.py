@@ -1,13 +1,16 @@
-"""Deep scan throughput over ≥ 4 GiB of real (not sparse) shards, in one run against hashlib's
-sha256 alone over the same files. Targets: ≥ 0.9× hashlib on one core, ≥ 1.6× with both cores,
-bounded memory."""
+"""Deep scan throughput over 4 GiB of real (not sparse) shards, against hashlib's sha256 alone over
+the same files, with the page cache warm and cold (every shard evicted with
+``posix_fadvise(DONTNEED)`` before each measurement). Targets: one worker ≥ 0.95× hashlib on one
+core; two workers ≥ 0.9× hashlib split over two processes; bounded memory."""
 
 from __future__ import annotations
 
 import json
+import os
 import struct
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 
@@ -15,18 +18,19 @@ from bench.common import OUT, PY, mib, run_capture, table
 
 SHARDS, SHARD_GIB, TENSOR_MIB = 4, 1, 16
 
+#: The peer: a plain hashlib loop over the files given, 1 MiB reads (its best setting measured
+#: here). It prints its own clock window, so two copies run at once can be combined into one wall.
 HASH_ONLY = """
-import hashlib, sys, time, glob
-files = sorted(glob.glob(sys.argv[1] + "/*.safetensors"))
-buf = bytearray(16 * 2**20); total = 0
+import hashlib, json, sys, time
+buf = bytearray(2**20); total = 0
 t0 = time.perf_counter()
-for f in files:
+for f in sys.argv[1:]:
     h = hashlib.sha256()
     with open(f, "rb", buffering=0) as fh:
         while n := fh.readinto(buf):
             h.update(memoryview(buf)[:n]); total += n
-print(json.dumps({"s": time.perf_counter() - t0, "bytes": total}))
-""".replace("import hashlib", "import hashlib, json")
+print(json.dumps({"t0": t0, "t1": time.perf_counter(), "bytes": total}))
+"""
 
 OURS = """
 import json, sys, time
@@ -68,50 +72,93 @@ def folder():
     return d
 
 
+def evict(files: list[Path]) -> None:
+    """Drop the files' pages from the page cache (clean pages: nothing is written)."""
+    for f in files:
+        fd = os.open(f, os.O_RDONLY)
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        finally:
+            os.close(fd)
+
+
+def warm(files: list[Path]) -> None:
+    subprocess.run(["cat", *map(str, files)], stdout=subprocess.DEVNULL, check=True)
+
+
 def measure(code: str, *args: str) -> tuple[dict, int]:
     _, peak, _, out = run_capture([PY, "-c", code, *args])
     return json.loads(out.strip().splitlines()[-1]), peak
 
 
+def hash_split(files: list[Path]) -> float:
+    """hashlib over two processes at once, the files dealt alternately: bytes / joint wall."""
+    from bench.common import REPO, env
+
+    halves = [files[0::2], files[1::2]]
+    procs = [
+        subprocess.Popen([PY, "-c", HASH_ONLY, *map(str, h)], stdout=subprocess.PIPE, env=env(), cwd=REPO)
+        for h in halves
+    ]
+    outs = [json.loads(p.communicate()[0].decode().strip().splitlines()[-1]) for p in procs]
+    return sum(o["bytes"] for o in outs) / (max(o["t1"] for o in outs) - min(o["t0"] for o in outs))
+
+
 def main(repeats: int = 3) -> dict:
     d = folder()
-    subprocess.run(["cat", *map(str, sorted(d.glob("*.safetensors")))], stdout=subprocess.DEVNULL, check=True)
-    res: dict[str, list[float]] = {"hash": [], "ours1": [], "ours2": []}
-    rss = {"hash": 0, "ours1": 0, "ours2": 0}
+    files = sorted(d.glob("*.safetensors"))
+    best: dict[str, float] = {}
+    rss: dict[str, int] = {}
     total = 0
-    for _ in range(repeats):
-        for key, code, args in (
-            ("hash", HASH_ONLY, [str(d)]),
-            ("ours1", OURS, [str(d), "1"]),
-            ("ours2", OURS, [str(d), "2"]),
-        ):
-            out, r = measure(code, *args)
-            res[key].append(out["bytes"] / out["s"])
-            rss[key] = max(rss[key], r)
-            total = out["bytes"]
-    best = {k: max(v) for k, v in res.items()}
-    rows = [
-        ["hashlib sha256 alone, 1 thread", f"{best['hash'] / 1e9:.2f} GB/s", "1.00×", mib(rss["hash"])],
-        [
-            "npu-preflight deep scan, 1 worker",
-            f"{best['ours1'] / 1e9:.2f} GB/s",
-            f"{best['ours1'] / best['hash']:.2f}×",
-            mib(rss["ours1"]),
-        ],
-        [
-            "npu-preflight deep scan, 2 workers",
-            f"{best['ours2'] / 1e9:.2f} GB/s",
-            f"{best['ours2'] / best['hash']:.2f}×",
-            mib(rss["ours2"]),
-        ],
-    ]
+    for cache in ("warm", "cold"):
+        for _ in range(repeats):
+            for key, how in (("hash", None), ("ours1", "1"), ("hash2", None), ("ours2", "2")):
+                (evict if cache == "cold" else warm)(files)
+                if key == "hash2":
+                    rate = hash_split(files)
+                elif key == "hash":
+                    out, r = measure(HASH_ONLY, *map(str, files))
+                    rate = out["bytes"] / (out["t1"] - out["t0"])
+                    rss[key] = max(rss.get(key, 0), r)
+                else:
+                    out, r = measure(OURS, str(d), how or "1")
+                    rate = out["bytes"] / out["s"]
+                    rss[key] = max(rss.get(key, 0), r)
+                    total = out["bytes"]
+                best[f"{cache}-{key}"] = max(best.get(f"{cache}-{key}", 0.0), rate)
+    rows = []
+    for cache in ("warm", "cold"):
+        b = {k.split("-", 1)[1]: v for k, v in best.items() if k.startswith(cache)}
+        rows += [
+            [cache, "hashlib sha256 alone, 1 process", f"{b['hash'] / 1e9:.2f} GB/s", "1.00×", mib(rss["hash"])],
+            [
+                cache,
+                "npu-preflight deep scan, 1 worker",
+                f"{b['ours1'] / 1e9:.2f} GB/s",
+                f"{b['ours1'] / b['hash']:.2f}×",
+                mib(rss["ours1"]),
+            ],
+            [cache, "hashlib sha256 split over 2 processes", f"{b['hash2'] / 1e9:.2f} GB/s", "1.00×", ""],
+            [
+                cache,
+                "npu-preflight deep scan, 2 workers",
+                f"{b['ours2'] / 1e9:.2f} GB/s",
+                f"{b['ours2'] / b['hash2']:.2f}×",
+                mib(rss["ours2"]),
+            ],
+        ]
     print(
-        f"deep scan (sha256 + NaN/Inf/zero/overflow per tensor) over {total / 2**30:.1f} GiB of real bf16 shards "
-        f"in the page cache, best of {repeats}"
+        f"deep scan (sha256 + NaN/Inf/zero/overflow per tensor) over {total / 2**30:.1f} GiB of real bf16 shards, "
+        f"page cache warm and cold (evicted before each run), best of {repeats}"
     )
-    print(table(rows, ["reader", "throughput", "vs hashlib", "peak RSS"]))
-    print(f"  target ≥ 0.9× on one core: {'met' if best['ours1'] / best['hash'] >= 0.9 else 'NOT met'}")
-    print(f"  target ≥ 1.6× with both cores: {'met' if best['ours2'] / best['hash'] >= 1.6 else 'NOT met'}")
+    print(table(rows, ["cache", "reader", "throughput", "vs its hashlib peer", "peak RSS"]))
+    for cache in ("warm", "cold"):
+        one = best[f"{cache}-ours1"] / best[f"{cache}-hash"]
+        two = best[f"{cache}-ours2"] / best[f"{cache}-hash2"]
+        print(f"  {cache}: target one worker ≥ 0.95× hashlib: {'met' if one >= 0.95 else 'NOT met'} ({one:.2f}×)")
+        print(
+            f"  {cache}: target two workers ≥ 0.9× hashlib over 2 processes: {'met' if two >= 0.9 else 'NOT met'} ({two:.2f}×)"
+        )
     print(f"  memory ≤ 256 MB: {'met' if max(rss['ours1'], rss['ours2']) <= 256e6 else 'NOT met'}")
     return {"best": best, "rss": rss}
 

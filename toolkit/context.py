@@ -30,7 +30,6 @@ from npu_preflight.formats.lfs import LfsPointer, read_pointer
 from npu_preflight.formats.safetensors import Header, SafetensorsError, TensorInfo, read_header
 from npu_preflight.mconfig import ModelConfig
 from npu_preflight.model import CheckSpec, DeviceChoice, FactName
-from npu_preflight.proc import Containment
 
 if TYPE_CHECKING:
     from npu_preflight.arch import Dims, Family
@@ -41,6 +40,7 @@ if TYPE_CHECKING:
     from npu_preflight.formats.tokenizer import TokenizerFormatError, TokenizerInfo
     from npu_preflight.memory import Plan
     from npu_preflight.probe import ProbeResult
+    from npu_preflight.proc import Containment
     from npu_preflight.quant import Quantization
     from npu_preflight.sandbox import InitOutcome, InitRequest
 

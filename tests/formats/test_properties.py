@@ -109,7 +109,8 @@ def test_tokenizer_json(tmp_path_factory: pytest.TempPathFactory, data: bytes) -
         info = read_tokenizer_json(p)
     except TokenizerFormatError:
         return
-    assert info.size == info.max_id + 1 and all(isinstance(i, int) and i >= 0 for i in info.token_to_id.values())
+    assert all(type(i) is int and i >= 0 for i in info.token_to_id.values())  # bool is not an id
+    assert info.size == info.max_id + 1 and info.max_id == max(info.token_to_id.values())
 
 
 @prop(300)

@@ -76,6 +76,9 @@ def test_header_level_errors(blob: bytes, kind: str) -> None:
         {"dtype": "F16", "shape": [1], "data_offsets": [0.0, 2]},
         {"dtype": "F16", "shape": [1]},
         {"dtype": "F16", "shape": [True], "data_offsets": [0, 2]},
+        {"dtype": "F16", "shape": [2**64], "data_offsets": [0, 2]},
+        {"dtype": "F16", "shape": [1], "data_offsets": [0, 2**64]},
+        {"dtype": ["F16"], "shape": [1], "data_offsets": [0, 2]},
     ],
 )
 def test_bad_entries_are_deserialization_errors(entry: dict[str, Any]) -> None:
@@ -218,3 +221,38 @@ def test_agrees_with_the_safetensors_library(
     except Exception:  # noqa: BLE001 - the library raises several types
         lib_ok = False
     assert ours_ok == lib_ok, (hdr, mutation, delta)
+
+
+_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-(2**65), 2**65),
+    st.floats(allow_nan=False),
+    st.sampled_from(["F16", "BF16", "F8_E4M3", "F17", ""]),
+)
+_entries = st.one_of(
+    _values,
+    st.lists(_values, max_size=3),
+    st.dictionaries(
+        st.sampled_from(["dtype", "shape", "data_offsets", "extra"]),
+        st.one_of(_values, st.lists(st.one_of(st.integers(-2, 2**65), st.booleans(), st.floats()), max_size=4)),
+        max_size=4,
+    ),
+)
+
+
+@prop(500)
+@given(st.text(max_size=3), _entries)
+def test_fast_path_agrees_with_the_checked_path(name: str, entry: Any) -> None:
+    """The per-tensor fast path returns exactly what the full checks would, and falls through for
+    anything they would flag (an error, an anomaly)."""
+    from npu_preflight.formats.safetensors import _tensor, _tensor_checked
+
+    def outcome(fn: Any) -> Any:
+        anomalies: list[Any] = []
+        try:
+            return fn(name, entry, anomalies), anomalies
+        except SafetensorsError as exc:
+            return (exc.kind, str(exc), exc.tensor), anomalies
+
+    assert outcome(_tensor) == outcome(_tensor_checked)

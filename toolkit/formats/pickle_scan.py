@@ -32,8 +32,6 @@ import mmap
 import os
 import pickletools
 import struct
-import tarfile
-import zipfile
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -675,6 +673,8 @@ def _npy(src_buf: Any, name: str, start: int, end: int, res: ScanResult) -> None
 def _zip_members(buf: Any, fileobj: Any, res: ScanResult) -> list[tuple[str, int, int, int, int]]:
     """(name, flags, method, data start, compressed size) from the central directory, then any
     member only the local headers show."""
+    import zipfile  # imported here: most folders hold no archive to open
+
     out: list[tuple[str, int, int, int, int]] = []
     seen_offsets: dict[int, int] = {}  # local header offset -> compressed size (central directory)
     try:
@@ -726,6 +726,8 @@ def _local(buf: Any, off: int) -> tuple[str, int, int, int, int] | None:
 
 
 def _zip(buf: Any, name: str, fileobj: Any, depth: int, res: ScanResult) -> None:
+    import zipfile  # imported here: most folders hold no archive to open
+
     for member, _flags, method, start, csize in _zip_members(buf, fileobj, res):
         label = f"{name}:{member}"
         if method not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
@@ -771,6 +773,8 @@ def _zip(buf: Any, name: str, fileobj: Any, depth: int, res: ScanResult) -> None
 def _materialise(
     buf: Any, method: int, start: int, csize: int, res: ScanResult, member: str, cap: int = 256 << 20
 ) -> Any:
+    import zipfile  # imported here: most folders hold no archive to open
+
     if method == zipfile.ZIP_STORED:
         if csize > cap:
             res.notes.append(f"{member}: {csize:,} bytes; nested content larger than {cap:,} bytes not scanned")
@@ -818,6 +822,8 @@ class _ViewFile(io.RawIOBase):
 
 def _tar(buf: Any, name: str, res: ScanResult) -> None:
     """torch's legacy tar format: members 'sys_info', 'pickle', 'storages', 'tensors' are pickles."""
+    import tarfile  # imported here: most folders hold no archive to open
+
     try:
         with tarfile.open(fileobj=_ViewFile(buf), mode="r:") as tf:
             for i, info in enumerate(tf):

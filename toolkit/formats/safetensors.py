@@ -14,11 +14,12 @@ from __future__ import annotations
 import os
 import struct
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from npu_preflight.formats.files import FileReadError, open_regular, read_fd
-from npu_preflight.formats.jsonload import JsonLoadError, loads
+from npu_preflight.formats.jsonload import JsonLoadError, loads, paused_gc
 
 MAX_HEADER_BYTES = 100_000_000
 U64_MAX = 2**64 - 1
@@ -60,6 +61,7 @@ TORCH_NAME = {
 
 FLOAT_DTYPES = frozenset({"F16", "BF16", "F32", "F64"})
 KNOWN_FORMATS = frozenset({"pt", "tf", "flax", "mlx"})
+_BY_SPAN = attrgetter("begin", "end")
 _TENSOR_FIELDS = frozenset({"dtype", "shape", "data_offsets"})
 
 
@@ -126,7 +128,7 @@ class Header:
         """Offsets, sizes and coverage, as the reference reader validates them (never raises)."""
         out: list[Problem] = []
         expected = 0
-        for t in sorted(self.tensors.values(), key=lambda t: (t.begin, t.end)):
+        for t in sorted(self.tensors.values(), key=_BY_SPAN):
             if t.begin != expected or t.end < t.begin:
                 if t.end < t.begin:
                     why = f"ends at byte {t.end:,} before it begins at {t.begin:,}"
@@ -136,7 +138,9 @@ class Header:
                     why = f"begins at byte {t.begin:,}, inside the previous tensor which ends at {expected:,}"
                 out.append(Problem("InvalidOffset", f"tensor {t.name} {why}", t.name))
             bits = DTYPE_BITS[t.dtype]
-            numel = t.numel
+            numel = 1
+            for d in t.shape:  # inline TensorInfo.numel: this loop runs once per tensor (300k+)
+                numel *= d
             if numel * bits > U64_MAX:
                 out.append(
                     Problem(
@@ -187,6 +191,11 @@ def _nonneg_int(v: Any) -> bool:
 
 def parse_header_bytes(prefix: bytes, file_size: int) -> Header:
     """Parse a header from the file's first bytes (at least 8 + N of them) and its total size."""
+    with paused_gc():  # the JSON parse and the records built from it form no cycles
+        return _parse_header_bytes(prefix, file_size)
+
+
+def _parse_header_bytes(prefix: bytes, file_size: int) -> Header:
     if file_size < 8 or len(prefix) < 8:
         raise SafetensorsError("HeaderTooSmall", f"file is {file_size} bytes; a header needs at least 8")
     (n,) = struct.unpack("<Q", prefix[:8])
@@ -279,6 +288,25 @@ def _entry(e: dict[str, Any]) -> str:
 
 
 def _tensor(name: str, entry: Any, anomalies: list[Problem]) -> TensorInfo:
+    # Fast path for the entry every real file holds: exactly the three fields, a known dtype and
+    # in-range ints (``type() is int`` also rules out bool). At 100k+ tensors per header the generic
+    # checks below cost 2.5x the JSON parse; anything unusual falls through to them for its error.
+    if type(entry) is dict and len(entry) == 3 and name:
+        dtype = entry.get("dtype")
+        shape = entry.get("shape")
+        offs = entry.get("data_offsets")
+        if type(dtype) is str and dtype in DTYPE_BITS and type(shape) is list and type(offs) is list and len(offs) == 2:
+            begin, end = offs
+            if type(begin) is int and type(end) is int and 0 <= begin <= U64_MAX and 0 <= end <= U64_MAX:
+                for d in shape:
+                    if type(d) is not int or not 0 <= d <= U64_MAX:
+                        break
+                else:
+                    return TensorInfo(name, dtype, tuple(shape), begin, end)
+    return _tensor_checked(name, entry, anomalies)
+
+
+def _tensor_checked(name: str, entry: Any, anomalies: list[Problem]) -> TensorInfo:
     def bad(why: str) -> SafetensorsError:
         return SafetensorsError("InvalidHeaderDeserialization", f"tensor {name!r}: {why}", name)
 

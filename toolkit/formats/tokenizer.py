@@ -44,9 +44,17 @@ def read_tokenizer_json(path: Path) -> TokenizerInfo:
     vocab = model.get("vocab")
     token_to_id: dict[str, int] = {}
     if isinstance(vocab, dict):
-        for tok, idx in vocab.items():
-            if isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0:
-                token_to_id[tok] = idx
+        # Every id a non-negative int is the rule for real files; checked in C (``type`` rules out
+        # bool) so a 150k vocabulary is not walked in Python twice. Anything else takes the loop.
+        values = vocab.values()
+        if set(map(type, values)) <= {int} and min(values, default=0) >= 0:
+            token_to_id = vocab
+        else:
+            token_to_id = {
+                tok: idx
+                for tok, idx in vocab.items()
+                if isinstance(idx, int) and not isinstance(idx, bool) and idx >= 0
+            }
     elif isinstance(vocab, list):  # Unigram: [[piece, score], ...]; the id is the position
         for i, item in enumerate(vocab):
             if isinstance(item, list) and item and isinstance(item[0], str):
@@ -58,14 +66,16 @@ def read_tokenizer_json(path: Path) -> TokenizerInfo:
     if raw_added is not None and not isinstance(raw_added, list):
         raise TokenizerFormatError(f'"added_tokens" is a JSON {type(raw_added).__name__}, not a list')
     for item in raw_added or []:
-        if isinstance(item, dict) and isinstance(item.get("content"), str) and isinstance(item.get("id"), int):
-            added[item["content"]] = item["id"]
-    ids = list(token_to_id.values()) + list(added.values())
-    if not ids:
+        if not isinstance(item, dict) or not isinstance(item.get("content"), str):
+            continue
+        idx = item.get("id")
+        if type(idx) is int and idx >= 0:  # not a bool, not negative
+            added[item["content"]] = idx
+    if not token_to_id and not added:
         raise TokenizerFormatError("the vocabulary is empty")
-    merged = dict(token_to_id)
-    merged.update(added)
-    return TokenizerInfo(model.get("type") if isinstance(model.get("type"), str) else None, merged, max(ids), added)
+    max_id = max(max(token_to_id.values(), default=-1), max(added.values(), default=-1))
+    merged = {**token_to_id, **added} if added else token_to_id
+    return TokenizerInfo(model.get("type") if isinstance(model.get("type"), str) else None, merged, max_id, added)
 
 
 def read_json_object(path: Path, max_bytes: int = 50 * 1024 * 1024) -> dict[str, Any]:
