@@ -10,7 +10,17 @@ import platform
 import sys
 import time
 
-from bench import ci_bench, deep_bench, memory_bench, multirank_bench, pickle_bench, report_bench, static_bench
+from bench import (
+    ci_bench,
+    deep_bench,
+    full_bench,
+    memory_bench,
+    multirank_bench,
+    pickle_bench,
+    report_bench,
+    scaling_bench,
+    static_bench,
+)
 
 
 def main() -> None:
@@ -20,8 +30,10 @@ def main() -> None:
     quick = "--quick" in sys.argv
     for name, fn in (
         ("static", lambda: static_bench.main(3 if quick else 7)),
+        ("scaling", lambda: scaling_bench.main(3 if quick else 5)),
         ("pickle", lambda: pickle_bench.main(2 if quick else 5)),
         ("memory", lambda: memory_bench.main(1 if quick else 3)),
+        ("full", lambda: full_bench.main(1 if quick else 3)),
         ("multirank", lambda: multirank_bench.main(1 if quick else 3)),
         ("report", lambda: report_bench.main(3 if quick else 5)),
         ("deep", lambda: deep_bench.main(1 if quick else 3)),
