@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -23,6 +24,12 @@ from tests.factory import Spec, build
 REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+# A job started in the background by a non-interactive shell (`make test &`, nohup) inherits SIGINT
+# ignored, and so would every CLI process the tests start: the Ctrl-C tests would then wait for a
+# tool that, rightly, ignores Ctrl-C. Children of this process get the default disposition back.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 #: A complete, valid model_config for one rank on one device (MindIE's required keys included).
