@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,6 +57,8 @@ def unknown_keys(ctx: Context) -> Iterator[Hit]:
     for key in ctx.mc.keys():
         if key in known or key.startswith("_"):
             continue
+        import difflib
+
         close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
         yield Hit(
             f"model_config key {key!r} is not a generator key" + (f" (did you mean {close[0]!r}?)" if close else ""),

@@ -8,7 +8,6 @@ import os
 import re
 import signal
 import sys
-import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
@@ -222,6 +221,8 @@ class _Group(click.Group):
             sys.exit(130)
         except Exception:  # noqa: BLE001 - last line of defence: report and exit 3
             click.echo("npu-preflight: internal error (please report it):", err=True)
+            import traceback
+
             click.echo(traceback.format_exc(), err=True)
             sys.exit(EXIT_INTERNAL)
 
@@ -263,13 +264,13 @@ def use_color(stream: Any = None) -> bool:
 
 def _width() -> int | None:
     """The terminal's width when stdout is one (text is wrapped to it), else None (CI logs: no wrap)."""
-    import shutil
-
     try:
         if not sys.stdout.isatty():
             return None
     except (AttributeError, ValueError):
         return None
+    import shutil
+
     return max(shutil.get_terminal_size((100, 24)).columns, 40)
 
 
@@ -515,6 +516,8 @@ def check(
         try:
             report = run(ctx, reg.specs, policy)
         except Exception:  # noqa: BLE001 - the run failed as a whole: the report still gets written
+            import traceback
+
             trace = traceback.format_exc()
             click.echo(
                 f"npu-preflight: internal error (please report it); the report lists every check as errored:\n{trace}",
@@ -650,6 +653,8 @@ def _emit(report: Report, fmt: str, out: Path | None) -> bool:
                 files[name] = _render(renderer, report)
             except Exception:  # noqa: BLE001 - one broken renderer must not cost the other files
                 failed = True
+                import traceback
+
                 click.echo(f"npu-preflight: internal error rendering {name}:\n{traceback.format_exc()}", err=True)
         try:
             write_set(out, files)
@@ -661,6 +666,8 @@ def _emit(report: Report, fmt: str, out: Path | None) -> bool:
         click.echo(_render(fmt, report, color=colored), nl=False, color=colored)
     except Exception:  # noqa: BLE001
         failed = True
+        import traceback
+
         click.echo(f"npu-preflight: internal error rendering {fmt}:\n{traceback.format_exc()}", err=True)
     if fmt == "text" and out is not None:
         click.echo(f"reports: {out}/", err=True)

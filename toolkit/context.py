@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import os
 import stat
-import traceback
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,6 +218,8 @@ class fact(Generic[T]):
             except FactError as exc:  # a fact this one needs failed: carry the original
                 state = _Failed(exc.fact, exc.trace)
             except Exception:  # noqa: BLE001 - cached as a value: the checks that need it are errored
+                import traceback
+
                 state = _Failed(self.name, traceback.format_exc(limit=12))
             cache[self.name] = state
         if isinstance(state, _Unavailable):
@@ -558,13 +559,13 @@ class Context:
     def vocab_file(self) -> tuple[str, VocabFile]:
         """A vocabulary file other than tokenizer.json (sentencepiece ``tokenizer.model``, a tiktoken
         file): its name and id count; unavailable when there is none or it does not parse."""
-        from npu_preflight.formats.spm import VocabFormatError, read_vocab
-
         names = ["tokenizer.model", *sorted(e.rel for e in self.listing.entries if e.rel.endswith(".tiktoken"))]
         for rel in names:
             path = self.path(rel)
             if not os.path.isfile(path):
                 continue
+            from npu_preflight.formats.spm import VocabFormatError, read_vocab
+
             try:
                 return rel, read_vocab(path)
             except VocabFormatError as exc:
@@ -599,12 +600,16 @@ class Context:
     @fact
     def pickle_scans(self) -> dict[str, ScanResult]:
         """Every file a loader could unpickle, scanned at opcode level (never unpickled)."""
-        from npu_preflight.formats.pickle_scan import is_candidate, scan_candidates
+        from npu_preflight.formats.pickle_sniff import is_candidate, select
 
         named = set(self.pickle_index_files)
-        files = [
+        files = select(
             (self.path(e.rel), e.rel, is_candidate(e.rel) or e.rel in named) for e in self.listing.entries if e.is_file
-        ]
+        )
+        if not files:
+            return {}
+        from npu_preflight.formats.pickle_scan import scan_candidates
+
         return scan_candidates(files)
 
     @property

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -19,6 +18,8 @@ def write_atomic(path: Path, content: str | bytes) -> None:
     """Write ``content`` to ``path`` through a temporary file and a rename, so no reader ever sees
     half a file."""
     data = content.encode("utf-8") if isinstance(content, str) else content
+    import tempfile
+
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
@@ -45,6 +46,8 @@ def prepare_dir(out: Path) -> None:
         raise OutputError(f"cannot create {out}: {exc.strerror or exc}") from None
     # Tried, not inferred: root passes os.access() on read-only mounts and /proc.
     try:
+        import tempfile
+
         fd, probe = tempfile.mkstemp(prefix=".npu-preflight-probe.", dir=out)
         os.close(fd)
         os.unlink(probe)

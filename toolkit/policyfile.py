@@ -20,7 +20,6 @@ line win; the file's path and what it set are shown in the report.
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 import os
 import sys
@@ -111,25 +110,42 @@ def find(start: Path) -> Path | None:
 
 
 def _has_tool_table(path: Path) -> bool:
+    # Every pyproject.toml from the folder up to / is looked at on every run; most are not ours, and
+    # a table named npu-preflight spells that name in its bytes however it is quoted, so those are
+    # passed over without importing and running the TOML parser (only a key written with a \u
+    # escape, ``"npu\u002dpreflight"``, would be missed).
     try:
-        doc = _read_toml(path)
+        raw = _read_bytes(path)
+    except UsageError:
+        return False
+    if b"npu-preflight" not in raw:
+        return False
+    try:
+        doc = _parse_toml(path, raw)
     except UsageError:
         return False
     tool = doc.get("tool")
     return isinstance(tool, dict) and "npu-preflight" in tool
 
 
+def _read_bytes(path: Path) -> bytes:
+    from npu_preflight.formats.files import FileReadError, read_regular
+
+    try:
+        return read_regular(path, MAX_BYTES)
+    except FileReadError as exc:
+        raise UsageError(f"{path}: {exc.message}") from None
+
+
 def _read_toml(path: Path) -> dict[str, Any]:
+    return _parse_toml(path, _read_bytes(path))
+
+
+def _parse_toml(path: Path, raw: bytes) -> dict[str, Any]:
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - Python 3.10
         import tomli as tomllib
-    from npu_preflight.formats.files import FileReadError, read_regular
-
-    try:
-        raw = read_regular(path, MAX_BYTES)
-    except FileReadError as exc:
-        raise UsageError(f"{path}: {exc.message}") from None
     try:
         doc: dict[str, Any] = tomllib.loads(raw.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
@@ -157,6 +173,8 @@ def load(path: Path) -> PolicyFile:
     folders: list[FolderIgnore] = []
     for key, value in table.items():
         if key not in KEYS:
+            import difflib
+
             close = difflib.get_close_matches(key, list(KEYS), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else f" (known: {', '.join(KEYS)})"
             raise UsageError(f"{path}: unknown key {key!r}{hint}")

@@ -4,7 +4,6 @@ engine never imports a check)."""
 
 from __future__ import annotations
 
-import difflib
 import inspect
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -114,6 +113,8 @@ class Registry:
         want = text.strip().upper()
         pool = sorted({*self.ids, *(i.rstrip("0123456789") for i in self.ids)})
         starts = [p for p in pool if p.startswith(want)] if want else []
+        import difflib
+
         return (starts or difflib.get_close_matches(want, pool, n=3, cutoff=0.6))[:5]
 
     def check_selection(self, option: str, items: Sequence[str]) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -130,6 +129,8 @@ def run_check(spec: CheckSpec, ctx: Context) -> CheckResult:
     except FactError as exc:
         return done(Status.ERRORED, reason=_trace(f"{exc} (needed by {spec.id}):\n{exc.trace}"))
     except Exception:  # noqa: BLE001 - a broken check must not stop the run
+        import traceback
+
         return done(Status.ERRORED, reason=_trace(traceback.format_exc(limit=8)))
     failed = any(f.severity is not Severity.INFO for f in findings)
     return done(Status.FAILED if failed else Status.PASSED, findings)
@@ -211,6 +212,8 @@ def build_report(
             sections[name] = _section(ctx, name, fact_name)
         except Exception as exc:  # noqa: BLE001 - the report is always written
             sections[name] = None
+            import traceback
+
             errors[name] = _trace(str(exc) if str(exc).startswith("fact ") else traceback.format_exc(limit=8))
     records = [CheckRecord.from_result(r) for r in results]
     ordered = [c for c in records if c.status is Status.ERRORED] + [

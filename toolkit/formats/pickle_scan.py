@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from npu_preflight.formats.files import FileReadError, open_regular
+from npu_preflight.formats.pickle_sniff import NPY_MAGIC, ZIP_MAGICS, looks_like_pickle
 
 #: Arguments longer than this are skipped by seeking, never read.
 MAX_INLINE_ARG = 1 << 20
@@ -52,7 +53,6 @@ MAX_TRAILING_STREAMS = 64
 LEGACY_MAGIC = 0x1950A86A20F9469CFC6C
 #: torch.load of a legacy (non-zip) file reads these five pickles, then raw storage bytes.
 LEGACY_STREAMS = ("magic number", "protocol version", "sys_info", "data", "storage keys")
-PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle", ".joblib", ".dill", ".npy", ".npz", ".tar")
 
 #: Globals a tensor checkpoint needs (module, name).
 SAFE_GLOBALS: frozenset[tuple[str, str]] = frozenset(
@@ -594,17 +594,6 @@ class ScanResult:
         return all(p.safe or (not p.required and not p.unsafe and not p.calls) for p in self.pickles)
 
 
-def looks_like_pickle(head: bytes) -> bool:
-    """Bytes a loader could be unpickling: ``PROTO 0-5``, or a protocol 0/1 opening (``(``, ``}``,
-    ``]``, a GLOBAL line, ``N`` …). Used only for files and members that are not pickles by name."""
-    if len(head) >= 2 and head[0] == 0x80 and head[1] <= 5:
-        return True
-    if head[:1] == b"c":
-        line = head[1:64].split(b"\n", 1)
-        return len(line) == 2 and line[0].replace(b"_", b"").replace(b".", b"").isalnum()
-    return head[:2] in (b"(d", b"(l", b"}q", b"]q", b"(c", b"(i", b"(S", b"(V", b"(I", b"N0", b"(t", b"}(", b"](")
-
-
 def _raw(buf: Any, name: str, start: int, end: int, required: bool, res: ScanResult) -> None:
     """One or more pickles back to back from ``start`` (a raw or legacy torch file)."""
     src = ViewSource(buf, start, end)
@@ -635,9 +624,6 @@ def _raw(buf: Any, name: str, start: int, end: int, required: bool, res: ScanRes
             return
         if n == MAX_TRAILING_STREAMS - 1:
             res.notes.append(f"{name}: more than {MAX_TRAILING_STREAMS} pickles back to back; the rest not scanned")
-
-
-_NPY_MAGIC = b"\x93NUMPY"
 
 
 def _npy(src_buf: Any, name: str, start: int, end: int, res: ScanResult) -> None:
@@ -755,7 +741,7 @@ def _zip(buf: Any, name: str, fileobj: Any, depth: int, res: ScanResult) -> None
                 res.notes.extend(nested.notes)
                 res.notes.append(f"{member}: a nested archive")
             continue
-        if head[:6] == _NPY_MAGIC and not is_pkl:
+        if head[:6] == NPY_MAGIC and not is_pkl:
             inner = _materialise(buf, method, start, csize, res, member, cap=MAX_INLINE_ARG)
             if inner is not None:
                 _npy(inner, label, 0, len(inner), res)
@@ -846,11 +832,11 @@ def _tar(buf: Any, name: str, res: ScanResult) -> None:
 def scan_buffer(buf: Any, name: str, *, required: bool, fileobj: Any = None) -> ScanResult:
     """Scan a whole file's bytes: a zip, a tar, a .npy, a raw pickle, or none of these."""
     head = bytes(buf[:512])
-    if head[:4] in (b"PK\x03\x04", b"PK\x05\x06"):
+    if head[:4] in ZIP_MAGICS:
         res = ScanResult("npz" if name.endswith(".npz") else "zip")
         _zip(buf, name, fileobj if fileobj is not None else _ViewFile(buf), 0, res)
         return res
-    if head[:6] == _NPY_MAGIC:
+    if head[:6] == NPY_MAGIC:
         res = ScanResult("npy")
         _npy(buf, name, 0, len(buf), res)
         return res
@@ -880,28 +866,11 @@ def scan_file(path: Path, name: str, *, required: bool = True) -> ScanResult:
             return scan_buffer(mm, name, required=required)
 
 
-def is_candidate(rel: str) -> bool:
-    """Named like something a loader unpickles (``pytorch_model.bin``, ``*.pt``, ``*.npy`` …)."""
-    return rel.lower().endswith(PICKLE_SUFFIXES)
-
-
-def sniff(path: Path) -> bool:
-    """A file not named like a pickle whose first bytes are a zip, a .npy or a pickle."""
-    try:
-        with open_regular(path) as fd:
-            head = os.pread(fd, 64, 0)
-    except FileReadError:
-        return False
-    return head[:4] in (b"PK\x03\x04", b"PK\x05\x06") or head[:6] == _NPY_MAGIC or looks_like_pickle(head)
-
-
 def scan_candidates(files: Iterable[tuple[Path, str, bool]]) -> dict[str, ScanResult]:
-    """Scan each (path, name, named-as-a-pickle) file: named ones always, others when they sniff as
-    one; a file that cannot be read is a note (SEC001 reports it)."""
+    """Scan each (path, name, named-as-a-pickle) file :func:`pickle_sniff.select` chose; a file that
+    cannot be read is a note (SEC001 reports it)."""
     out: dict[str, ScanResult] = {}
     for path, rel, named in files:
-        if rel.endswith(".safetensors") or (not named and not sniff(path)):
-            continue
         try:
             res = scan_file(path, rel, required=named)
         except (FileReadError, OSError, ValueError) as exc:
