@@ -29,6 +29,13 @@ from npu_preflight.formats.safetensors import Header, TensorInfo
 #: read, the hash and the scan (warm: +15% over 16 MiB), and reads no larger than the kernel's
 #: read-ahead window keep it streaming from disk (cold: +40%). See bench/RESULTS.md.
 CHUNK = 1024 * 1024
+#: How far ahead of the read position the kernel is asked to fetch (``POSIX_FADV_WILLNEED``), and in
+#: what steps. The kernel's own read-ahead (128 KiB on a virtio disk) leaves the hash waiting on the
+#: disk at every step; an explicit window lets the disk work while the CPU hashes (cold cache: 0.6 ->
+#: 1.1 GB/s in bench/deep_bench.py). Page cache only: the process's memory does not grow.
+PREFETCH_AHEAD = 8 * CHUNK
+PREFETCH_STEP = 4 * CHUNK
+_WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
 @dataclass(frozen=True)
@@ -286,7 +293,10 @@ def scan_file(
     try:
         with open_regular(path) as fd, os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
             size = os.fstat(fh.fileno()).st_size
+            advised = 0
             while not stop.is_set():
+                if _WILLNEED is not None and advised < min(pos + PREFETCH_AHEAD, size):
+                    advised = _prefetch(fd, advised, pos + PREFETCH_AHEAD + PREFETCH_STEP)
                 n = fh.readinto(buf)
                 if not n:
                     break
@@ -315,6 +325,16 @@ def scan_file(
     if progress is not None:
         progress(0, 1)
     return FileScan(rel, size, h.hexdigest(), [s for _, _, s in stats])
+
+
+def _prefetch(fd: int, start: int, end: int) -> int:
+    """Ask the kernel to start reading ``[start, end)`` now; returns where the next request begins.
+    Advice only: a file system that refuses it is read as before."""
+    try:
+        os.posix_fadvise(fd, start, end - start, _WILLNEED)  # type: ignore[arg-type]
+    except OSError:
+        return 1 << 62  # never ask again for this file
+    return end
 
 
 def _stats_for(t: TensorInfo) -> TensorStats:

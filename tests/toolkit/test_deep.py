@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import signal
@@ -135,6 +136,38 @@ def test_report_integrity_section_hashes_match(llama: Path) -> None:
     files = {f["path"]: f["sha256"] for f in r.integrity["files"]}
     assert files["model.safetensors"] == hashlib.sha256((llama / "model.safetensors").read_bytes()).hexdigest()
     assert r.integrity["tensors"] > 10
+
+
+@pytest.mark.parametrize("advice", ["works", "refused"])
+def test_prefetch_advice_never_changes_what_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, advice: str
+) -> None:
+    """Files longer than the prefetch window hash the same whether the kernel takes the advice or
+    refuses it (some file systems do)."""
+    import threading
+
+    from npu_preflight import deep
+
+    data = os.urandom(3 * deep.PREFETCH_AHEAD + 12345)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    calls: list[tuple[int, int]] = []
+    real = os.posix_fadvise
+
+    def fake(fd: int, offset: int, length: int, what: int) -> None:
+        calls.append((offset, length))
+        if advice == "refused":
+            raise OSError(22, "Invalid argument")
+        real(fd, offset, length, what)
+
+    monkeypatch.setattr(deep.os, "posix_fadvise", fake)
+    scan = deep.scan_file(path, "blob.bin", None, threading.Event())
+    assert scan.sha256 == hashlib.sha256(data).hexdigest() and scan.size == len(data) and not scan.error
+    if advice == "refused":
+        assert len(calls) == 1  # asked once, then left alone
+    else:  # contiguous requests that cover the file from its start
+        assert calls[0][0] == 0 and all(a[0] + a[1] == b[0] for a, b in itertools.pairwise(calls))
+        assert calls[-1][0] + calls[-1][1] >= len(data)
 
 
 def test_manifest_catches_a_single_flipped_byte(llama: Path, tmp_path: Path) -> None:
