@@ -7,7 +7,6 @@ from typing import Any
 
 from npu_preflight.context import Context
 from npu_preflight.errors import Unavailable
-from npu_preflight.formats.files import FileReadError, read_regular
 from npu_preflight.formats.tokenizer import TokenizerFormatError, token_text
 from npu_preflight.model import Hit, Location, Phase, Severity
 from npu_preflight.registry import check
@@ -284,39 +283,12 @@ def generation_config(ctx: Context) -> Iterator[Hit]:
         )
 
 
-def chat_templates(ctx: Context) -> dict[str, str]:
-    """Chat templates by name, from tokenizer_config.json, chat_template.jinja or chat_template.json."""
-    out: dict[str, str] = {}
-    try:
-        tc = ctx.json_object("tokenizer_config.json")
-    except Unavailable:
-        tc = {}
-    t = tc.get("chat_template")
-    if isinstance(t, str):
-        out["default"] = t
-    elif isinstance(t, list):
-        for item in t:
-            if isinstance(item, dict) and isinstance(item.get("template"), str):
-                out[str(item.get("name", "default"))] = item["template"]
-    try:
-        raw = read_regular(ctx.path("chat_template.jinja"), MAX_TEMPLATE_BYTES)
-        out.setdefault("default", raw.decode("utf-8", errors="replace"))
-    except FileReadError:
-        pass
-    try:
-        cj = ctx.json_object("chat_template.json")
-        if isinstance(cj.get("chat_template"), str):
-            out.setdefault("default", cj["chat_template"])
-    except Unavailable:
-        pass
-    return out
-
-
 @check(
     "TOK006",
     "the chat template is present and renders",
     Severity.WARNING,
     backend="any",
+    requires=("chat_renders",),
     source="transformers apply_chat_template (Jinja2 ImmutableSandboxedEnvironment)",
 )
 def chat_template(ctx: Context) -> Iterator[Hit]:
@@ -333,7 +305,7 @@ def chat_template(ctx: Context) -> Iterator[Hit]:
     Good: a template that renders user/assistant turns and the generation prompt.
     Fix: copy chat_template from the model's release (tokenizer_config.json or chat_template.jinja).
     """
-    templates = chat_templates(ctx)
+    templates = ctx.chat_templates
     if not templates:
         yield Hit(
             "no chat template (tokenizer_config.json chat_template or chat_template.jinja): chat requests cannot "
@@ -343,16 +315,7 @@ def chat_template(ctx: Context) -> Iterator[Hit]:
             severity=Severity.INFO,
         )
         return
-    tokens: dict[str, str | None] = {}
-    try:
-        tc = ctx.json_object("tokenizer_config.json")
-        for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
-            tokens[key] = token_text(tc.get(key))
-    except Unavailable:
-        pass
-    from npu_preflight.chat import render_templates
-
-    for name, res in render_templates(templates, tokens).items():
+    for name, res in ctx.chat_renders.items():
         if res.ok:
             continue
         why = "; ".join(f"{shape}: {err}" for shape, err in res.errors.items())

@@ -105,71 +105,139 @@ def render_templates(
     memory: int = MEMORY_BYTES,
 ) -> dict[str, RenderResult]:
     """Render each template with every conversation shape, each template in its own limited child
-    (one runaway template cannot hide the result of another)."""
-    return {name: _render_one(name, text, tokens, timeout, memory) for name, text in templates.items()}
+    (one runaway template cannot hide the result of another); the children run side by side."""
+    return collect(start_renders(templates, tokens, timeout, memory))
 
 
-def _render_one(name: str, text: str, tokens: Mapping[str, str | None], timeout: float, memory: int) -> RenderResult:
-    r, w = os.pipe()
-    base = _vm_size()
-    pid = os.fork()
-    if pid == 0:  # the child: limits, render, one write, exit without cleanup
-        code = 0
-        try:
-            os.close(r)
-            if base:
-                resource.setrlimit(resource.RLIMIT_AS, (base + memory, base + memory))
-            cpu = int(timeout) + 1
-            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
-            try:
-                result: dict[str, Any] = _render_all({name: text}, tokens)[name]
-            except MemoryError:
-                result = {"limit": "memory"}
-            data = json.dumps(result).encode("utf-8", "backslashreplace")[:MAX_RESULT]
-            while data:
-                data = data[os.write(w, data) :]
-        except BaseException:  # noqa: BLE001 - nothing may escape a forked child
-            code = 1
-        finally:
-            os._exit(code)
-    os.close(w)
-    chunks: list[bytes] = []
-    size = 0
-    deadline = time.monotonic() + timeout
-    timed_out = False
+def start_renders(
+    templates: Mapping[str, str],
+    tokens: Mapping[str, str | None],
+    timeout: float = TIMEOUT_S,
+    memory: int = MEMORY_BYTES,
+) -> dict[str, PendingRender]:
+    """Fork one limited child per template and return at once: the run goes on (parsing a 6 MB
+    tokenizer.json, say) while the templates render; :func:`collect` waits for them."""
+    pending: dict[str, PendingRender] = {}
     try:
-        while True:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                timed_out = True
-                break
-            ready, _, _ = select.select([r], [], [], left)
-            if not ready:
-                continue
-            chunk = os.read(r, 65536)
-            if not chunk:
-                break
-            size += len(chunk)
-            if size <= MAX_RESULT:
-                chunks.append(chunk)
+        for name, text in templates.items():
+            pending[name] = PendingRender.start(name, text, tokens, timeout, memory)
+    except BaseException:
+        cancel(pending)
+        raise
+    return pending
+
+
+def collect(pending: Mapping[str, PendingRender]) -> dict[str, RenderResult]:
+    """Every started render's result (each within its own deadline, counted from its start)."""
+    try:
+        return {name: p.result() for name, p in pending.items()}
     finally:
-        os.close(r)
-        if timed_out:
+        cancel(pending)
+
+
+def cancel(pending: Mapping[str, PendingRender]) -> None:
+    """Kill and reap every child not yet collected (an interrupted run leaves none behind)."""
+    for p in pending.values():
+        p.cancel()
+
+
+class PendingRender:
+    """A forked child rendering one template; its result is read once, by :meth:`result`."""
+
+    def __init__(self, pid: int, fd: int, deadline: float, timeout: float, memory: int) -> None:
+        self.pid = pid
+        self._fd = fd
+        self._deadline = deadline
+        self._timeout = timeout
+        self._memory = memory
+        self._reaped = False
+
+    @classmethod
+    def start(
+        cls, name: str, text: str, tokens: Mapping[str, str | None], timeout: float, memory: int
+    ) -> PendingRender:
+        r, w = os.pipe()
+        base = _vm_size()
+        pid = os.fork()
+        if pid == 0:  # the child: limits, render, one write, exit without cleanup
+            code = 0
             try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        _, status = os.waitpid(pid, 0)
-    if timed_out or (os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL)):
-        return RenderResult((), {"(all)": f"rendering took longer than {timeout:.0f}s"}, "time")
-    try:
-        doc = json.loads(b"".join(chunks))
-    except ValueError:
-        doc = None
-    if not isinstance(doc, dict) or doc.get("limit") == "memory":
-        if isinstance(doc, dict) or os.WIFSIGNALED(status) or os.WEXITSTATUS(status) != 0:
-            return RenderResult((), {"(all)": f"rendering needed more than {memory // 2**20} MiB of memory"}, "memory")
-        return RenderResult((), {"(all)": "the renderer returned no result"})
-    ok = tuple(str(s) for s in doc.get("ok") or [] if isinstance(s, str))
-    errors = {str(k): str(v) for k, v in (doc.get("errors") or {}).items()}
-    return RenderResult(ok, errors)
+                os.close(r)
+                if base:
+                    resource.setrlimit(resource.RLIMIT_AS, (base + memory, base + memory))
+                cpu = int(timeout) + 1
+                resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+                try:
+                    result: dict[str, Any] = _render_all({name: text}, tokens)[name]
+                except MemoryError:
+                    result = {"limit": "memory"}
+                data = json.dumps(result).encode("utf-8", "backslashreplace")[:MAX_RESULT]
+                while data:
+                    data = data[os.write(w, data) :]
+            except BaseException:  # noqa: BLE001 - nothing may escape a forked child
+                code = 1
+            finally:
+                os._exit(code)
+        os.close(w)
+        return cls(pid, r, time.monotonic() + timeout, timeout, memory)
+
+    def cancel(self) -> None:
+        """Kill the child if it still runs, and reap it."""
+        if self._reaped:
+            return
+        self._reaped = True
+        os.close(self._fd)
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        os.waitpid(self.pid, 0)
+
+    def result(self) -> RenderResult:
+        """Wait (at most until the deadline) for the child's result and classify it."""
+        if self._reaped:
+            raise RuntimeError("this render was already collected or cancelled")
+        r, timeout, memory = self._fd, self._timeout, self._memory
+        chunks: list[bytes] = []
+        size = 0
+        timed_out = finished = False
+        try:
+            while True:
+                left = self._deadline - time.monotonic()
+                if left <= 0:
+                    timed_out = True
+                    break
+                ready, _, _ = select.select([r], [], [], left)
+                if not ready:
+                    continue
+                chunk = os.read(r, 65536)
+                if not chunk:
+                    finished = True
+                    break
+                size += len(chunk)
+                if size <= MAX_RESULT:
+                    chunks.append(chunk)
+        finally:
+            self._reaped = True
+            os.close(r)
+            if not finished:  # out of time, or interrupted while waiting (Ctrl-C): leave no child
+                try:
+                    os.kill(self.pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            _, status = os.waitpid(self.pid, 0)
+        if timed_out or (os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL)):
+            return RenderResult((), {"(all)": f"rendering took longer than {timeout:.0f}s"}, "time")
+        try:
+            doc = json.loads(b"".join(chunks))
+        except ValueError:
+            doc = None
+        if not isinstance(doc, dict) or doc.get("limit") == "memory":
+            if isinstance(doc, dict) or os.WIFSIGNALED(status) or os.WEXITSTATUS(status) != 0:
+                return RenderResult(
+                    (), {"(all)": f"rendering needed more than {memory // 2**20} MiB of memory"}, "memory"
+                )
+            return RenderResult((), {"(all)": "the renderer returned no result"})
+        ok = tuple(str(s) for s in doc.get("ok") or [] if isinstance(s, str))
+        errors = {str(k): str(v) for k, v in (doc.get("errors") or {}).items()}
+        return RenderResult(ok, errors)

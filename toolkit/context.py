@@ -33,6 +33,7 @@ from npu_preflight.model import CheckSpec, DeviceChoice, FactName
 if TYPE_CHECKING:
     from npu_preflight.arch import Dims, Family
     from npu_preflight.catalog import DeviceSpec
+    from npu_preflight.chat import PendingRender, RenderResult
     from npu_preflight.deep import DeepScan
     from npu_preflight.formats.pickle_scan import ScanResult
     from npu_preflight.formats.spm import VocabFile
@@ -49,6 +50,8 @@ MAX_CONFIG_DEPTH = 32
 #: Entries listed at most. Real folders (an HF cache snapshot with thousands of small files; .git is
 #: never descended) stay far below; reaching it is a finding (WT019), never a silent cut.
 MAX_LISTING = 100_000
+#: Largest chat_template.jinja read.
+MAX_TEMPLATE_BYTES = 1024 * 1024
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")  # legacy checkpoint names (WT001, WT018)
 MAX_RANK_TABLE_BYTES = 10 * 1024 * 1024
 
@@ -251,6 +254,7 @@ class Context:
         self.progress = progress or Progress()
         self._facts: dict[str, Any] = {}
         self._json_cache: dict[str, dict[str, Any] | TokenizerFormatError | None] = {}
+        self._pending_renders: dict[str, PendingRender] | None = None
 
     # -- generic ---------------------------------------------------------------------------
 
@@ -554,6 +558,79 @@ class Context:
         if isinstance(value, TokenizerFormatError):
             raise Unavailable(f"tokenizer.json could not be read ({value}; see TOK002)")
         return value
+
+    @property
+    def chat_templates(self) -> dict[str, str]:
+        """Chat templates by name, from tokenizer_config.json, chat_template.jinja or chat_template.json."""
+        out: dict[str, str] = {}
+        try:
+            tc = self.json_object("tokenizer_config.json")
+        except Unavailable:
+            tc = {}
+        t = tc.get("chat_template")
+        if isinstance(t, str):
+            out["default"] = t
+        elif isinstance(t, list):
+            for item in t:
+                if isinstance(item, dict) and isinstance(item.get("template"), str):
+                    out[str(item.get("name", "default"))] = item["template"]
+        from npu_preflight.formats.files import FileReadError, read_regular
+
+        try:
+            raw = read_regular(self.path("chat_template.jinja"), MAX_TEMPLATE_BYTES)
+            out.setdefault("default", raw.decode("utf-8", errors="replace"))
+        except FileReadError:
+            pass
+        try:
+            cj = self.json_object("chat_template.json")
+            if isinstance(cj.get("chat_template"), str):
+                out.setdefault("default", cj["chat_template"])
+        except Unavailable:
+            pass
+        return out
+
+    @fact
+    def chat_renders(self) -> dict[str, RenderResult]:
+        """Each chat template rendered in its limited child (empty when there is none). The children
+        are started by :meth:`prefetch` when the run begins, so they render while the rest of the
+        folder is read; this waits for them."""
+        from npu_preflight.chat import collect
+
+        if self._pending_renders is None:
+            self._start_renders()
+        pending, self._pending_renders = self._pending_renders or {}, {}
+        return collect(pending)
+
+    def _start_renders(self) -> None:
+        from npu_preflight.chat import start_renders
+        from npu_preflight.formats.tokenizer import token_text
+
+        templates = self.chat_templates
+        tokens: dict[str, str | None] = {}
+        try:
+            tc = self.json_object("tokenizer_config.json")
+            for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
+                tokens[key] = token_text(tc.get(key))
+        except Unavailable:
+            pass
+        self._pending_renders = start_renders(templates, tokens) if templates else {}
+
+    def prefetch(self, needed: set[str]) -> None:
+        """Start, in the background, the facts among ``needed`` that run in child processes and
+        need nothing the checks compute (today: the chat template renders). Never raises: a
+        failure here is met again, and reported, when the fact is asked for."""
+        if "chat_renders" in needed and self._pending_renders is None and "chat_renders" not in self._facts:
+            try:
+                self._start_renders()
+            except Exception:  # noqa: BLE001 - the fact itself reports it
+                self._pending_renders = None
+
+    def close(self) -> None:
+        """Kill and reap whatever :meth:`prefetch` started and nothing collected."""
+        from npu_preflight.chat import cancel
+
+        pending, self._pending_renders = self._pending_renders or {}, None
+        cancel(pending)
 
     @fact
     def vocab_file(self) -> tuple[str, VocabFile]:

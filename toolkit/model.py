@@ -35,6 +35,7 @@ FactName = Literal[
     "tokenizer_load",
     "tokenizer",
     "vocab_file",
+    "chat_renders",
     "mc",
     "world_size",
     "probe",

@@ -146,8 +146,27 @@ def run(ctx: Context, specs: Sequence[CheckSpec], policy: Policy) -> Report:
     started = time.perf_counter()
     created = _now()
     results: list[CheckResult] = []
-    interrupted = False
     on_check = ctx.progress.on_check
+    try:
+        return _run(ctx, specs, policy, started, created, results, on_check)
+    finally:
+        ctx.close()
+
+
+def _run(
+    ctx: Context,
+    specs: Sequence[CheckSpec],
+    policy: Policy,
+    started: float,
+    created: str,
+    results: list[CheckResult],
+    on_check: Callable[[CheckSpec], None] | None,
+) -> Report:
+    interrupted = False
+    try:
+        ctx.prefetch({name for s in specs if policy.selected(s.id) for name in s.requires})
+    except KeyboardInterrupt:
+        interrupted = True
     for phase in PHASE_ORDER:
         phase_specs = [s for s in specs if s.phase is phase]
         skip = phase_skip_reason(phase, ctx, results) if phase_specs and not interrupted else None

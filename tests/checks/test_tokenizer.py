@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
+
+import pytest
 
 from npu_preflight.model import Severity
 from tests.conftest import check_folder, ids, only, problems
@@ -146,3 +149,71 @@ def test_tokenizer_json_too_new_for_installed_tokenizers(llama: Path) -> None:
     [f] = only(r, "TOK007")
     assert f.location.file == "tokenizer.json" and "cannot read tokenizer.json" in f.message
     assert "TOK002" not in ids(r)  # it is valid JSON with a vocabulary: only the library refuses it
+
+
+def test_templates_render_while_the_folder_is_read(llama: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The render children are started when the run begins, before tokenizer.json is parsed, and
+    every child is reaped by the end of the run."""
+    from npu_preflight import chat
+    from npu_preflight.context import Context
+
+    seen: list[str] = []
+    started: list[chat.PendingRender] = []
+    real_start, real_load = chat.start_renders, Context.tokenizer_load.func
+
+    def start(*a, **k):  # type: ignore[no-untyped-def]
+        seen.append("render")
+        out = real_start(*a, **k)
+        started.extend(out.values())
+        return out
+
+    def load(self):  # type: ignore[no-untyped-def]
+        seen.append("tokenizer.json")
+        return real_load(self)
+
+    monkeypatch.setattr(chat, "start_renders", start)
+    monkeypatch.setattr(Context.tokenizer_load, "func", load)
+    r = check_folder(llama)
+    assert seen[:2] == ["render", "tokenizer.json"] and seen.count("render") == 1
+    assert only(r, "TOK006") == [] and len(started) == 1
+    for p in started:
+        with pytest.raises(ChildProcessError):
+            os.waitpid(p.pid, os.WNOHANG)
+
+
+def test_no_render_child_when_the_check_is_not_selected(llama: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from npu_preflight import chat
+
+    def refuse(*a, **k):  # type: ignore[no-untyped-def]
+        raise AssertionError("a render child was started for a deselected check")
+
+    monkeypatch.setattr(chat, "start_renders", refuse)
+    r = check_folder(llama, select="TOK001,TOK002")
+    assert only(r, "TOK006") == []
+
+
+def test_an_interrupted_run_leaves_no_render_child(llama: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """Ctrl-C while a runaway template renders: the run ends with a report and the child is killed."""
+    from npu_preflight import chat
+    from npu_preflight.context import Context
+    from npu_preflight.model import Status
+
+    (llama / "chat_template.jinja").write_text("{% for i in range(10**9) %}{% endfor %}")
+    started: list[chat.PendingRender] = []
+    real_start = chat.start_renders
+
+    def start(*a, **k):  # type: ignore[no-untyped-def]
+        out = real_start(*a, **k)
+        started.extend(out.values())
+        return out
+
+    def interrupt(self):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(chat, "start_renders", start)
+    monkeypatch.setattr(Context.tokenizer_load, "func", interrupt)
+    r = check_folder(llama)
+    assert r.interrupted and len(started) == 1
+    assert next(c for c in r.checks if c.id == "TOK006").status is Status.SKIPPED
+    with pytest.raises(ChildProcessError):
+        os.waitpid(started[0].pid, os.WNOHANG)

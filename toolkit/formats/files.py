@@ -59,12 +59,15 @@ def open_regular(path: Path | str) -> Iterator[int]:
         os.close(fd)
 
 
-def read_fd(fd: int, limit: int, offset: int = 0) -> bytes:
-    """Up to ``limit`` bytes from ``offset`` (fewer at end of file)."""
+def read_fd(fd: int, limit: int, offset: int = 0, first: int = _READ) -> bytes:
+    """Up to ``limit`` bytes from ``offset`` (fewer at end of file); ``first`` is the size of the
+    first read (the file's size when known: one read and no join for the whole file)."""
     chunks: list[bytes] = []
     remaining = limit
+    step = max(1, first)
     while remaining > 0:
-        b = os.pread(fd, min(remaining, _READ), offset)
+        b = os.pread(fd, min(remaining, step), offset)
+        step = _READ
         if not b:
             break
         chunks.append(b)
@@ -79,7 +82,7 @@ def read_regular(path: Path | str, max_bytes: int) -> bytes:
         size = os.fstat(fd).st_size
         if size > max_bytes:
             raise FileReadError("too-large", f"{size:,} bytes exceeds the {max_bytes:,}-byte limit")
-        data = read_fd(fd, max_bytes + 1)
+        data = read_fd(fd, max_bytes + 1, first=size + 1)
     if len(data) > max_bytes:  # the file grew while being read
         raise FileReadError("too-large", f"more than {max_bytes:,} bytes (limit)")
     return data
