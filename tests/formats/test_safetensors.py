@@ -256,3 +256,69 @@ def test_fast_path_agrees_with_the_checked_path(name: str, entry: Any) -> None:
             return (exc.kind, str(exc), exc.tensor), anomalies
 
     assert outcome(_tensor) == outcome(_tensor_checked)
+
+
+_keys = st.sampled_from(["a", "b", "a:b", "__metadata__", "", "x"])
+_fields = st.sampled_from(['"dtype": "F16"', '"shape": [1]', '"data_offsets": [0, 2]', '"x": {"y": 1, "y": 2}'])
+_meta_values = st.sampled_from(['"pt"', '"12:00"', '"a"'])
+
+
+@st.composite
+def _raw_headers(draw: Any) -> bytes:
+    """Header text with keys that may repeat at any level, and ``:`` that may sit inside strings."""
+    parts = []
+    for key in draw(st.lists(_keys, max_size=5)):
+        if key == "__metadata__":
+            meta = ", ".join(f'"{k}": {draw(_meta_values)}' for k in draw(st.lists(_keys, max_size=3)))
+            parts.append(f'"__metadata__": {{{meta}}}')
+        else:
+            body = draw(st.lists(_fields, min_size=3, max_size=5))
+            base = ['"dtype": "F16"', '"shape": [1]', '"data_offsets": [0, 2]']
+            parts.append(f'"{key}": {{{", ".join(base + body[3:] if draw(st.booleans()) else body)}}}')
+    return ("{" + ", ".join(parts) + "}").encode()
+
+
+@prop(1500)
+@given(_raw_headers())
+def test_duplicate_keys_are_found_whatever_the_path(raw: bytes) -> None:
+    """The header is parsed without the duplicate-key hook and cleared by counting ``:``; every
+    header with a repeated key at any level still gets its DuplicateKey problem, exactly as a
+    parse with the hook reports it, and headers without one never do."""
+    from npu_preflight.formats.jsonload import loads
+
+    blob = struct.pack("<Q", len(raw)) + raw + b"\0" * 64
+    try:
+        h = parse(blob)
+    except SafetensorsError:
+        return
+    repeated = bool(loads(raw).duplicates)
+    flagged = any(a.kind in ("DuplicateKey", "DuplicateKeyConflict") for a in h.anomalies)
+    assert flagged == repeated
+
+
+def test_colons_inside_strings_are_not_taken_for_duplicates() -> None:
+    h = parse(make_file({**GOOD, "__metadata__": {"format": "pt", "date": "2024-01-01T12:00:00"}, "c:d": GOOD["a"]}))
+    assert [a.kind for a in h.anomalies] == []
+    raw = json.dumps({**GOOD, "c:d": GOOD["a"]}).replace('"b": {', '"b": {"dtype": "F32", ', 1).encode()
+    h = parse(struct.pack("<Q", len(raw)) + raw + b"\0" * 32)
+    assert [a.kind for a in h.anomalies if a.kind.startswith("Duplicate")] == ["DuplicateKey"]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [GOOD, {**GOOD, "c": {"dtype": "F16", "shape": [1], "data_offsets": [20, 22], "extra": {"k": [1, {"j": 2}]}}}],
+)
+def test_a_header_without_repeats_is_parsed_once(header: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """The count clears it: no second parse with the duplicate-key hook (the slow path)."""
+    from npu_preflight.formats import safetensors
+
+    calls: list[bool] = []
+    real = safetensors.parse_text
+
+    def counting(text: str, **kw: Any) -> Any:
+        calls.append(kw["track_duplicates"])
+        return real(text, **kw)
+
+    monkeypatch.setattr(safetensors, "parse_text", counting)
+    parse(make_file(header))
+    assert calls == [False]

@@ -94,6 +94,25 @@ def _decode(data: bytes, max_bytes: int) -> str:
         raise JsonLoadError("not-utf8", f"not UTF-8 (byte {exc.start})") from None
 
 
+def parse_text(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, track_duplicates: bool = True) -> Loaded:
+    """Like :func:`loads`, for text already decoded from UTF-8."""
+    return _parse(text, max_depth, track_duplicates)
+
+
+def pair_count(value: Any) -> int:
+    """Key/value pairs held by every object in a parsed document (iterative: no recursion limit)."""
+    n = 0
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        if type(v) is dict:
+            n += len(v)
+            stack.extend(x for x in v.values() if type(x) in (dict, list))
+        elif type(v) is list:
+            stack.extend(x for x in v if type(x) in (dict, list))
+    return n
+
+
 def _parse(text: str, max_depth: int, track_duplicates: bool) -> Loaded:
     if text.startswith("\ufeff"):
         raise JsonLoadError("invalid", "starts with a byte-order mark")
