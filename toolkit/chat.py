@@ -98,6 +98,11 @@ def _vm_size() -> int:
     return 0
 
 
+#: Templates rendering at once. A runaway template may take its child's whole memory cap, so a
+#: folder listing many templates costs at most this many caps at a time; the rest wait their turn.
+MAX_CHILDREN = 2
+
+
 def render_templates(
     templates: Mapping[str, str],
     tokens: Mapping[str, str | None],
@@ -105,8 +110,8 @@ def render_templates(
     memory: int = MEMORY_BYTES,
 ) -> dict[str, RenderResult]:
     """Render each template with every conversation shape, each template in its own limited child
-    (one runaway template cannot hide the result of another); the children run side by side."""
-    return collect(start_renders(templates, tokens, timeout, memory))
+    (one runaway template cannot hide the result of another)."""
+    return start_renders(templates, tokens, timeout, memory).collect()
 
 
 def start_renders(
@@ -114,31 +119,59 @@ def start_renders(
     tokens: Mapping[str, str | None],
     timeout: float = TIMEOUT_S,
     memory: int = MEMORY_BYTES,
-) -> dict[str, PendingRender]:
-    """Fork one limited child per template and return at once: the run goes on (parsing a 6 MB
-    tokenizer.json, say) while the templates render; :func:`collect` waits for them."""
-    pending: dict[str, PendingRender] = {}
+) -> RenderBatch:
+    """Fork the first children and return at once: the run goes on (parsing a 6 MB tokenizer.json,
+    say) while the templates render; :meth:`RenderBatch.collect` waits for them."""
+    batch = RenderBatch(templates, tokens, timeout, memory)
     try:
-        for name, text in templates.items():
-            pending[name] = PendingRender.start(name, text, tokens, timeout, memory)
+        batch.fill()
     except BaseException:
-        cancel(pending)
+        batch.cancel()
         raise
-    return pending
+    return batch
 
 
-def collect(pending: Mapping[str, PendingRender]) -> dict[str, RenderResult]:
-    """Every started render's result (each within its own deadline, counted from its start)."""
-    try:
-        return {name: p.result() for name, p in pending.items()}
-    finally:
-        cancel(pending)
+class RenderBatch:
+    """Templates rendering in at most :data:`MAX_CHILDREN` children at a time, in order."""
 
+    def __init__(
+        self, templates: Mapping[str, str], tokens: Mapping[str, str | None], timeout: float, memory: int
+    ) -> None:
+        self._queue = list(templates.items())
+        self._order = list(templates)
+        self._tokens = dict(tokens)
+        self._timeout = timeout
+        self._memory = memory
+        self._running: dict[str, PendingRender] = {}
+        #: every child started so far (tests and the runner's clean-up look at them)
+        self.started: list[PendingRender] = []
 
-def cancel(pending: Mapping[str, PendingRender]) -> None:
-    """Kill and reap every child not yet collected (an interrupted run leaves none behind)."""
-    for p in pending.values():
-        p.cancel()
+    def fill(self) -> None:
+        """Start queued templates until :data:`MAX_CHILDREN` render."""
+        while self._queue and len(self._running) < MAX_CHILDREN:
+            name, text = self._queue.pop(0)
+            p = PendingRender.start(name, text, self._tokens, self._timeout, self._memory)
+            self._running[name] = p
+            self.started.append(p)
+
+    def collect(self) -> dict[str, RenderResult]:
+        """Every template's result, in order (each within its own deadline, counted from its start)."""
+        try:
+            out: dict[str, RenderResult] = {}
+            for name in self._order:
+                self.fill()
+                out[name] = self._running.pop(name).result()
+            return out
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Kill and reap every child not yet collected and start no more (an interrupted run
+        leaves none behind)."""
+        self._queue.clear()
+        running, self._running = self._running, {}
+        for p in running.values():
+            p.cancel()
 
 
 class PendingRender:

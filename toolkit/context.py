@@ -33,7 +33,7 @@ from npu_preflight.model import CheckSpec, DeviceChoice, FactName
 if TYPE_CHECKING:
     from npu_preflight.arch import Dims, Family
     from npu_preflight.catalog import DeviceSpec
-    from npu_preflight.chat import PendingRender, RenderResult
+    from npu_preflight.chat import RenderBatch, RenderResult
     from npu_preflight.deep import DeepScan
     from npu_preflight.formats.pickle_scan import ScanResult
     from npu_preflight.formats.spm import VocabFile
@@ -254,7 +254,7 @@ class Context:
         self.progress = progress or Progress()
         self._facts: dict[str, Any] = {}
         self._json_cache: dict[str, dict[str, Any] | TokenizerFormatError | None] = {}
-        self._pending_renders: dict[str, PendingRender] | None = None
+        self._pending_renders: RenderBatch | None = None
 
     # -- generic ---------------------------------------------------------------------------
 
@@ -594,12 +594,10 @@ class Context:
         """Each chat template rendered in its limited child (empty when there is none). The children
         are started by :meth:`prefetch` when the run begins, so they render while the rest of the
         folder is read; this waits for them."""
-        from npu_preflight.chat import collect
-
         if self._pending_renders is None:
             self._start_renders()
-        pending, self._pending_renders = self._pending_renders or {}, {}
-        return collect(pending)
+        batch, self._pending_renders = self._pending_renders, None
+        return batch.collect() if batch is not None else {}
 
     def _start_renders(self) -> None:
         from npu_preflight.chat import start_renders
@@ -613,7 +611,7 @@ class Context:
                 tokens[key] = token_text(tc.get(key))
         except Unavailable:
             pass
-        self._pending_renders = start_renders(templates, tokens) if templates else {}
+        self._pending_renders = start_renders(templates, tokens)
 
     def prefetch(self, needed: set[str]) -> None:
         """Start, in the background, the facts among ``needed`` that run in child processes and
@@ -627,10 +625,9 @@ class Context:
 
     def close(self) -> None:
         """Kill and reap whatever :meth:`prefetch` started and nothing collected."""
-        from npu_preflight.chat import cancel
-
-        pending, self._pending_renders = self._pending_renders or {}, None
-        cancel(pending)
+        batch, self._pending_renders = self._pending_renders, None
+        if batch is not None:
+            batch.cancel()
 
     @fact
     def vocab_file(self) -> tuple[str, VocabFile]:

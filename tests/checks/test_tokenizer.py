@@ -12,6 +12,9 @@ from npu_preflight.model import Severity
 from tests.conftest import check_folder, ids, only, problems
 from tests.factory import fix_config
 
+#: A template that renders for as long as it is let (the sandbox caps each range at 100,000).
+RUNAWAY = "{% for i in range(100000) %}{% for j in range(100000) %}{% endfor %}{% endfor %}"
+
 
 def test_clean(llama: Path) -> None:
     assert [i for i in ids(check_folder(llama)) if i.startswith("TOK")] == []
@@ -158,13 +161,13 @@ def test_templates_render_while_the_folder_is_read(llama: Path, monkeypatch) -> 
     from npu_preflight.context import Context
 
     seen: list[str] = []
-    started: list[chat.PendingRender] = []
+    batches: list[chat.RenderBatch] = []
     real_start, real_load = chat.start_renders, Context.tokenizer_load.func
 
     def start(*a, **k):  # type: ignore[no-untyped-def]
         seen.append("render")
         out = real_start(*a, **k)
-        started.extend(out.values())
+        batches.append(out)
         return out
 
     def load(self):  # type: ignore[no-untyped-def]
@@ -174,6 +177,7 @@ def test_templates_render_while_the_folder_is_read(llama: Path, monkeypatch) -> 
     monkeypatch.setattr(chat, "start_renders", start)
     monkeypatch.setattr(Context.tokenizer_load, "func", load)
     r = check_folder(llama)
+    started = [p for b in batches for p in b.started]
     assert seen[:2] == ["render", "tokenizer.json"] and seen.count("render") == 1
     assert only(r, "TOK006") == [] and len(started) == 1
     for p in started:
@@ -198,13 +202,13 @@ def test_an_interrupted_run_leaves_no_render_child(llama: Path, monkeypatch) -> 
     from npu_preflight.context import Context
     from npu_preflight.model import Status
 
-    (llama / "chat_template.jinja").write_text("{% for i in range(10**9) %}{% endfor %}")
-    started: list[chat.PendingRender] = []
+    (llama / "chat_template.jinja").write_text(RUNAWAY)
+    batches: list[chat.RenderBatch] = []
     real_start = chat.start_renders
 
     def start(*a, **k):  # type: ignore[no-untyped-def]
         out = real_start(*a, **k)
-        started.extend(out.values())
+        batches.append(out)
         return out
 
     def interrupt(self):  # type: ignore[no-untyped-def]
@@ -213,7 +217,39 @@ def test_an_interrupted_run_leaves_no_render_child(llama: Path, monkeypatch) -> 
     monkeypatch.setattr(chat, "start_renders", start)
     monkeypatch.setattr(Context.tokenizer_load, "func", interrupt)
     r = check_folder(llama)
+    started = [p for b in batches for p in b.started]
     assert r.interrupted and len(started) == 1
     assert next(c for c in r.checks if c.id == "TOK006").status is Status.SKIPPED
     with pytest.raises(ChildProcessError):
         os.waitpid(started[0].pid, os.WNOHANG)
+
+
+def test_many_templates_render_a_few_at_a_time(llama: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A folder listing many templates (two of them runaways) never has more than MAX_CHILDREN
+    render children alive (each may take its whole memory cap), and every template still gets its
+    own verdict."""
+    from npu_preflight import chat
+
+    (llama / "chat_template.jinja").unlink()
+    tc = json.loads((llama / "tokenizer_config.json").read_text())
+    runaway = RUNAWAY
+    good = "{% for m in messages %}{{ m.content }}{% endfor %}"
+    tc["chat_template"] = [{"name": f"t{i}", "template": runaway if i in (1, 4) else good} for i in range(6)]
+    (llama / "tokenizer_config.json").write_text(json.dumps(tc))
+    alive_at_start: list[int] = []
+    everyone: list[chat.PendingRender] = []
+    real = chat.PendingRender.start
+
+    def start(*a, **k):  # type: ignore[no-untyped-def]
+        alive_at_start.append(sum(1 for p in everyone if not p._reaped))
+        p = real(*a, **k)
+        everyone.append(p)
+        return p
+
+    monkeypatch.setattr(chat.PendingRender, "start", staticmethod(start))
+    monkeypatch.setattr(chat.start_renders, "__defaults__", (1.0, chat.MEMORY_BYTES))
+    monkeypatch.setattr(chat, "MAX_CHILDREN", 2)
+    fs = only(check_folder(llama), "TOK006")
+    assert len(everyone) == 6 and max(alive_at_start) == 1  # two at a time, never more
+    assert sorted(f.details["template"] for f in fs) == ["t1", "t4"]
+    assert all(f.details["limit"] == "time" for f in fs)
