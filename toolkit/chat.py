@@ -26,6 +26,8 @@ from typing import Any
 TIMEOUT_S = 5.0
 MEMORY_BYTES = 512 * 1024 * 1024
 MAX_RESULT = 256 * 1024
+#: How long after a child's deadline the parent stops waiting for it (the child's own alarm ends it).
+GRACE_S = 2.0
 
 SHAPES: dict[str, list[dict[str, str]]] = {
     "system, user, assistant, user": [
@@ -200,6 +202,10 @@ class PendingRender:
                     resource.setrlimit(resource.RLIMIT_AS, (base + memory, base + memory))
                 cpu = int(timeout) + 1
                 resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
+                # The wall-clock limit is the child's own: the parent may collect it long after its
+                # deadline (renders start with the run), and a render that finished in time must
+                # not be judged by when it was collected.
+                signal.setitimer(signal.ITIMER_REAL, timeout)
                 try:
                     result: dict[str, Any] = _render_all({name: text}, tokens)[name]
                 except MemoryError:
@@ -234,14 +240,18 @@ class PendingRender:
         chunks: list[bytes] = []
         size = 0
         timed_out = finished = False
+        # The child ends itself at its deadline (SIGALRM); the parent waits until a grace after it,
+        # for a child that did not, but always reads what is already in the pipe: renders start with
+        # the run and may be collected long after they finished.
+        backstop = max(self._deadline + GRACE_S, time.monotonic())
         try:
             while True:
-                left = self._deadline - time.monotonic()
-                if left <= 0:
-                    timed_out = True
-                    break
-                ready, _, _ = select.select([r], [], [], left)
+                left = backstop - time.monotonic()
+                ready, _, _ = select.select([r], [], [], max(left, 0.0))
                 if not ready:
+                    if left <= 0:
+                        timed_out = True
+                        break
                     continue
                 chunk = os.read(r, 65536)
                 if not chunk:
@@ -250,6 +260,9 @@ class PendingRender:
                 size += len(chunk)
                 if size <= MAX_RESULT:
                     chunks.append(chunk)
+                if time.monotonic() > backstop + GRACE_S:  # still writing long after: stop reading
+                    timed_out = True
+                    break
         finally:
             self._reaped = True
             os.close(r)
@@ -259,7 +272,8 @@ class PendingRender:
                 except ProcessLookupError:
                     pass
             _, status = os.waitpid(self.pid, 0)
-        if timed_out or (os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL)):
+        limits = (signal.SIGXCPU, signal.SIGKILL, signal.SIGALRM)
+        if timed_out or (os.WIFSIGNALED(status) and os.WTERMSIG(status) in limits):
             return RenderResult((), {"(all)": f"rendering took longer than {timeout:.0f}s"}, "time")
         try:
             doc = json.loads(b"".join(chunks))

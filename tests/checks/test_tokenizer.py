@@ -247,9 +247,29 @@ def test_many_templates_render_a_few_at_a_time(llama: Path, monkeypatch) -> None
         return p
 
     monkeypatch.setattr(chat.PendingRender, "start", staticmethod(start))
-    monkeypatch.setattr(chat.start_renders, "__defaults__", (1.0, chat.MEMORY_BYTES))
+    # 3 s: long enough for a good template to render beside two runaways on a loaded machine
+    monkeypatch.setattr(chat.start_renders, "__defaults__", (3.0, chat.MEMORY_BYTES))
     monkeypatch.setattr(chat, "MAX_CHILDREN", 2)
     fs = only(check_folder(llama), "TOK006")
     assert len(everyone) == 6 and max(alive_at_start) == 1  # two at a time, never more
     assert sorted(f.details["template"] for f in fs) == ["t1", "t4"]
     assert all(f.details["limit"] == "time" for f in fs)
+
+
+@pytest.mark.parametrize(("template", "ok"), [("{{ messages[0].content }}", True), (RUNAWAY, False)])
+def test_a_render_collected_late_is_judged_by_when_it_ran(template: str, ok: bool) -> None:
+    """Renders start with the run and TOK006 may collect them long after their deadline: a template
+    that finished in time is fine, and a runaway was stopped at its own deadline, not later."""
+    import time
+
+    from npu_preflight import chat
+
+    batch = chat.start_renders({"t": template}, {}, timeout=1.0)
+    [child] = batch.started
+    time.sleep(3.5)  # past the deadline and the parent's grace
+    t0 = time.monotonic()
+    res = batch.collect()["t"]
+    assert time.monotonic() - t0 < 0.5  # nothing left to wait for: the child is long done
+    assert res.ok is ok and (res.limit is None if ok else res.limit == "time")
+    with pytest.raises(ChildProcessError):
+        os.waitpid(child.pid, os.WNOHANG)
