@@ -205,6 +205,7 @@ class PendingRender:
                 # The wall-clock limit is the child's own: the parent may collect it long after its
                 # deadline (renders start with the run), and a render that finished in time must
                 # not be judged by when it was collected.
+                signal.signal(signal.SIGALRM, signal.SIG_DFL)  # whatever the parent installed
                 signal.setitimer(signal.ITIMER_REAL, timeout)
                 try:
                     result: dict[str, Any] = _render_all({name: text}, tokens)[name]
