@@ -32,6 +32,33 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+#: The folder ``check`` writes to when given no ``--out``: a test that forgets ``--out``/``--no-out``
+#: writes its reports into the checkout. The session fails if one does (see pytest_sessionfinish).
+DEFAULT_OUT = REPO / "preflight-report"
+
+
+def _stamp(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+_OUT_BEFORE = _stamp(DEFAULT_OUT)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run when a test wrote reports into the repository's default output folder."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        return  # the controller checks once, after every worker
+    if _stamp(DEFAULT_OUT) != _OUT_BEFORE:
+        sys.stderr.write(
+            f"\nA test wrote reports into {DEFAULT_OUT} (a check run without --out or --no-out); "
+            "tests must write under tmp_path.\n"
+        )
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
 #: A complete, valid model_config for one rank on one device (MindIE's required keys included).
 MINDIE_MC: dict[str, Any] = {
     "backend_type": "atb",

@@ -230,7 +230,7 @@ def test_readme_planning_example_answers_the_question(built: Any) -> None:
     """The README's example: --static --target-device 910B3 --set world_size=4 --set max_seq_len=8192."""
     folder = built("Qwen2.5-7B-Instruct")
     args = ["check", str(folder), "--static", "--target-device", "910B3", "--set", "world_size=4"]
-    res = CliRunner().invoke(main, [*args, "--set", "max_seq_len=8192", "--format", "json"])
+    res = CliRunner().invoke(main, [*args, "--set", "max_seq_len=8192", "--format", "json", "--no-out"])
     doc = json.loads(res.stdout)
     assert res.exit_code == 0, [f for f in doc["findings"] if f["severity"] != "info"]
     [f] = [f for f in doc["findings"] if f["check_id"] == "MC008"]
