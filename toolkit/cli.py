@@ -592,25 +592,38 @@ def _init_lines() -> Callable[[Any], None]:
 
 def _deep_lines(total: int, files: int) -> Callable[[int, int], None]:
     """The deep scan's progress for a log: a line at most every 10 s."""
+
+    def line(done_bytes: int, done_files: int, rate: float) -> None:
+        click.echo(
+            f"npu-preflight: deep scan {done_files}/{files} files, {done_bytes / 2**30:.1f}/{total / 2**30:.1f} GiB",
+            err=True,
+        )
+
+    return _throttled(files, 10.0, line, first_at_once=False)
+
+
+def _throttled(
+    files: int, every: float, show: Callable[[int, int, float], None], *, first_at_once: bool = True
+) -> Callable[[int, int], None]:
+    """The deep scan's per-chunk update (called from every worker thread): totals kept under a lock,
+    ``show(bytes, files, bytes_per_s)`` called at most every ``every`` seconds, and once all files
+    are done."""
     import threading
     import time
 
     lock = threading.Lock()
-    state = {"bytes": 0, "files": 0, "shown": time.monotonic()}
+    start = time.monotonic()
+    state = {"bytes": 0, "files": 0, "shown": 0.0 if first_at_once else start}
 
     def update(nbytes: int, nfiles: int) -> None:
         with lock:
             state["bytes"] += nbytes
             state["files"] += nfiles
             now = time.monotonic()
-            if now - state["shown"] < 10 and state["files"] < files:
+            if now - state["shown"] < every and state["files"] < files:
                 return
             state["shown"] = now
-            click.echo(
-                f"npu-preflight: deep scan {int(state['files'])}/{files} files, "
-                f"{state['bytes'] / 2**30:.1f}/{total / 2**30:.1f} GiB",
-                err=True,
-            )
+            show(int(state["bytes"]), int(state["files"]), state["bytes"] / max(now - start, 1e-6))
 
     return update
 
@@ -946,15 +959,14 @@ def _check_many_and_exit(folders: list[Path], out_dir: str, jobs: int | None, py
 
 def _policy_file(explicit: str | None) -> Any:
     """The policy file: --config FILE, else the nearest one above the working directory."""
-    from npu_preflight.policyfile import find, load
+    from npu_preflight.policyfile import discover, load
 
     if explicit is not None:
         p = Path(explicit)
         if not p.is_file():
             raise UsageError(f"--config {explicit!r}: no such file")
         return load(p)
-    found = find(Path.cwd())
-    return load(found) if found is not None else None
+    return discover(Path.cwd())
 
 
 #: check()'s parameter names → the policy file's keys.
@@ -1099,32 +1111,17 @@ def plan(
 
 def _deep_progress(total: int, files: int) -> Callable[[int, int], None]:
     """A stderr progress line (files, bytes, GB/s, ETA) refreshed at most 5 times a second."""
-    import threading
-    import time
 
-    lock = threading.Lock()
-    state = {"bytes": 0, "files": 0, "shown": 0.0}
-    start = time.monotonic()
+    def line(done_bytes: int, done_files: int, rate: float) -> None:
+        eta = (total - done_bytes) / rate if rate else 0
+        click.echo(
+            f"\r\x1b[Kdeep: {done_files}/{files} files · {done_bytes / 2**30:.1f}/{total / 2**30:.1f} GiB"
+            f" · {rate / 1e9:.2f} GB/s · ETA {eta:.0f}s",
+            nl=False,
+            err=True,
+        )
 
-    def update(nbytes: int, nfiles: int) -> None:
-        with lock:
-            state["bytes"] += nbytes
-            state["files"] += nfiles
-            now = time.monotonic()
-            if now - state["shown"] < 0.2 and state["files"] < files:
-                return
-            state["shown"] = now
-            elapsed = max(now - start, 1e-6)
-            rate = state["bytes"] / elapsed
-            eta = (total - state["bytes"]) / rate if rate else 0
-            click.echo(
-                f"\r\x1b[Kdeep: {int(state['files'])}/{files} files · {state['bytes'] / 2**30:.1f}/{total / 2**30:.1f} GiB"
-                f" · {rate / 1e9:.2f} GB/s · ETA {eta:.0f}s",
-                nl=False,
-                err=True,
-            )
-
-    return update
+    return _throttled(files, 0.2, line)
 
 
 def _scan_all(weights: Path, workers: int | None) -> Any:

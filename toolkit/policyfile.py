@@ -99,17 +99,32 @@ class PolicyFile:
 def find(start: Path) -> Path | None:
     """The nearest .npu-preflight.toml, or pyproject.toml with a [tool.npu-preflight] table, at or
     above ``start``."""
+    hit = _find(start)
+    return hit[0] if hit is not None else None
+
+
+def discover(start: Path) -> PolicyFile | None:
+    """The nearest policy file at or above ``start``, read and validated (a pyproject.toml is
+    parsed once: for finding its table and for reading it)."""
+    hit = _find(start)
+    return load(*hit) if hit is not None else None
+
+
+def _find(start: Path) -> tuple[Path, dict[str, Any] | None] | None:
     for d in (start, *start.parents):
         cand = d / FILE_NAME
         if cand.is_file():
-            return cand
+            return cand, None
         py = d / "pyproject.toml"
-        if py.is_file() and _has_tool_table(py):
-            return py
+        if py.is_file():
+            doc = _tool_table_doc(py)
+            if doc is not None:
+                return py, doc
     return None
 
 
-def _has_tool_table(path: Path) -> bool:
+def _tool_table_doc(path: Path) -> dict[str, Any] | None:
+    """The parsed pyproject.toml when it has a [tool.npu-preflight] table, else None."""
     # Every pyproject.toml from the folder up to / is looked at on every run; most are not ours, and
     # a table named npu-preflight spells that name in its bytes however it is quoted, so those are
     # passed over without importing and running the TOML parser (only a key written with a \u
@@ -117,15 +132,15 @@ def _has_tool_table(path: Path) -> bool:
     try:
         raw = _read_bytes(path)
     except UsageError:
-        return False
+        return None
     if b"npu-preflight" not in raw:
-        return False
+        return None
     try:
         doc = _parse_toml(path, raw)
     except UsageError:
-        return False
+        return None
     tool = doc.get("tool")
-    return isinstance(tool, dict) and "npu-preflight" in tool
+    return doc if isinstance(tool, dict) and "npu-preflight" in tool else None
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -160,9 +175,11 @@ def _ids(path: Path, key: str, value: Any) -> tuple[str, ...]:
     return tuple(i.strip().upper() for i in items if i.strip())
 
 
-def load(path: Path) -> PolicyFile:
-    """Read and validate a policy file; a usage error names the file and the key at fault."""
-    doc = _read_toml(path)
+def load(path: Path, doc: dict[str, Any] | None = None) -> PolicyFile:
+    """Read (unless ``doc`` is its parsed content) and validate a policy file; a usage error names
+    the file and the key at fault."""
+    if doc is None:
+        doc = _read_toml(path)
     if path.name == "pyproject.toml":
         table = (doc.get("tool") or {}).get("npu-preflight")
         if not isinstance(table, dict):

@@ -48,3 +48,23 @@ def test_the_nearest_file_wins(tmp_path: Path) -> None:
     (inner / "pyproject.toml").write_text("[tool.npu-preflight]\nfail-on = 'warning'\n")
     assert find(inner) == inner / "pyproject.toml"
     assert find(tmp_path) == tmp_path / ".npu-preflight.toml"
+
+
+def test_a_found_pyproject_is_parsed_once_and_read_as_load_reads_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from npu_preflight import policyfile
+
+    (tmp_path / "pyproject.toml").write_text("[tool.npu-preflight]\nfail-on = 'warning'\nignore = ['SEC006']\n")
+    calls: list[Path] = []
+    real = policyfile._parse_toml
+
+    def counting(path: Path, raw: bytes) -> dict:  # type: ignore[type-arg]
+        calls.append(path)
+        return real(path, raw)
+
+    monkeypatch.setattr(policyfile, "_parse_toml", counting)
+    found = policyfile.discover(tmp_path)
+    assert calls == [tmp_path / "pyproject.toml"]
+    assert found == policyfile.load(tmp_path / "pyproject.toml")
+    assert found is not None and found.values["fail-on"] == "warning"
