@@ -22,6 +22,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 BASE = {
@@ -77,27 +78,31 @@ def main() -> int:
         hidden = 256 if args.quick else 1024
         build(model, Spec(hidden=hidden, layers=4, heads=8, kv_heads=4, intermediate=hidden * 3, vocab=8192))
 
-    runs = [1] if args.quick or (len(devices) < 2 and args.device == "cuda") else [1, 2]
-    limit = ["--memory-limit", "6GiB"]
-    for ws in runs:
-        rep = out / f"init-ws{ws}"
+    def init_run(name: str, mc: dict[str, object], extra: list[str], select: str) -> tuple[Any, dict[str, Any]]:
+        """``check`` with the sandboxed init on the model; the exit and the JSON report."""
+        rep = out / name
         r = cli(
             "check",
             str(model),
             "--device",
             args.device,
-            *sets({**BASE, "world_size": ws}),
-            *limit,
+            *sets(mc),
+            *extra,
             "--timeout",
             "600",
             "--out",
             str(rep),
             "--select",
-            "INIT,MEM",
+            select,
             "--format",
             "json",
         )
-        report = json.loads((rep / "report.json").read_text())
+        return r, json.loads((rep / "report.json").read_text())
+
+    runs = [1] if args.quick or (len(devices) < 2 and args.device == "cuda") else [1, 2]
+    limit = ["--memory-limit", "6GiB"]
+    for ws in runs:
+        r, report = init_run(f"init-ws{ws}", {**BASE, "world_size": ws}, limit, "INIT,MEM")
         init = report.get("init") or {}
         mem = report.get("memory") or {}
         figures[f"init_ws{ws}"] = {
@@ -116,26 +121,10 @@ def main() -> int:
         ok &= init.get("outcome") == "ok"
 
     # a real out-of-memory: a KV cache far beyond the device (or the host cap on CPU)
-    rep = out / "oom"
     huge = {**BASE, "world_size": 1, "max_seq_len": 65536, "max_batch_size": 4096}
     cap = ["--memory-limit", "2GiB"] if args.device == "cpu" else []
-    r = cli(
-        "check",
-        str(model),
-        "--device",
-        args.device,
-        *sets(huge),
-        *cap,
-        "--timeout",
-        "600",
-        "--out",
-        str(rep),
-        "--select",
-        "INIT",
-        "--format",
-        "json",
-    )
-    init = json.loads((rep / "report.json").read_text()).get("init") or {}
+    r, report = init_run("oom", huge, cap, "INIT")
+    init = report.get("init") or {}
     want = "oom-device" if args.device == "cuda" else "oom-host"
     figures["oom"] = {
         "exit": r.returncode,
