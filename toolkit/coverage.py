@@ -94,11 +94,12 @@ def coverage_lines(report: Report, indent: str = "  ") -> list[str]:
     """The coverage section as plain lines (text and Markdown use them)."""
     cov = coverage(report)
     lines = [f"COVERAGE: {cov['ran']} of {cov['total']} checks ran, {cov['skipped']} skipped, init {cov['init']}"]
-    for g in skip_groups(report):
-        ids = ", ".join(g.checks[:8]) + (f" … {len(g.checks) - 8} more" if len(g.checks) > 8 else "")
-        lines.append(f"{indent}{len(g.checks)} skipped: {g.reason} ({ids})")
-        if g.enable:
-            lines.append(f"{indent}  → {g.enable}")
+    for g in cov["skipped_groups"]:
+        checks = g["checks"]
+        ids = ", ".join(checks[:8]) + (f" … {len(checks) - 8} more" if len(checks) > 8 else "")
+        lines.append(f"{indent}{len(checks)} skipped: {g['reason']} ({ids})")
+        if g["enable"]:
+            lines.append(f"{indent}  → {g['enable']}")
     return lines
 
 
