@@ -305,8 +305,8 @@ def chat_template(ctx: Context) -> Iterator[Hit]:
     Good: a template that renders user/assistant turns and the generation prompt.
     Fix: copy chat_template from the model's release (tokenizer_config.json or chat_template.jinja).
     """
-    templates = ctx.chat_templates
-    if not templates:
+    renders = ctx.chat_renders  # one per template found; none when the folder has no template
+    if not renders:
         yield Hit(
             "no chat template (tokenizer_config.json chat_template or chat_template.jinja): chat requests cannot "
             "be formatted as the model expects",
@@ -315,7 +315,7 @@ def chat_template(ctx: Context) -> Iterator[Hit]:
             severity=Severity.INFO,
         )
         return
-    for name, res in ctx.chat_renders.items():
+    for name, res in renders.items():
         if res.ok:
             continue
         why = "; ".join(f"{shape}: {err}" for shape, err in res.errors.items())

@@ -105,17 +105,6 @@ def _vm_size() -> int:
 MAX_CHILDREN = 2
 
 
-def render_templates(
-    templates: Mapping[str, str],
-    tokens: Mapping[str, str | None],
-    timeout: float = TIMEOUT_S,
-    memory: int = MEMORY_BYTES,
-) -> dict[str, RenderResult]:
-    """Render each template with every conversation shape, each template in its own limited child
-    (one runaway template cannot hide the result of another)."""
-    return start_renders(templates, tokens, timeout, memory).collect()
-
-
 def start_renders(
     templates: Mapping[str, str],
     tokens: Mapping[str, str | None],
