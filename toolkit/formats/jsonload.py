@@ -82,7 +82,7 @@ def loads(
     track_duplicates: bool = True,
 ) -> Loaded:
     """Parse ``data`` as UTF-8 JSON within the given bounds; raise :class:`JsonLoadError` otherwise."""
-    return _parse(_decode(data, max_bytes), max_depth, track_duplicates)
+    return parse_text(_decode(data, max_bytes), max_depth=max_depth, track_duplicates=track_duplicates)
 
 
 def _decode(data: bytes, max_bytes: int) -> str:
@@ -92,11 +92,6 @@ def _decode(data: bytes, max_bytes: int) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise JsonLoadError("not-utf8", f"not UTF-8 (byte {exc.start})") from None
-
-
-def parse_text(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, track_duplicates: bool = True) -> Loaded:
-    """Like :func:`loads`, for text already decoded from UTF-8."""
-    return _parse(text, max_depth, track_duplicates)
 
 
 def pair_count(value: Any) -> int:
@@ -113,7 +108,8 @@ def pair_count(value: Any) -> int:
     return n
 
 
-def _parse(text: str, max_depth: int, track_duplicates: bool) -> Loaded:
+def parse_text(text: str, *, max_depth: int = DEFAULT_MAX_DEPTH, track_duplicates: bool = True) -> Loaded:
+    """Like :func:`loads`, for text already decoded from UTF-8."""
     if text.startswith("\ufeff"):
         raise JsonLoadError("invalid", "starts with a byte-order mark")
     if len(text) <= PRESCAN_LIMIT and _depth_exceeds(text, max_depth):
@@ -177,7 +173,9 @@ def load_file(
     :class:`JsonLoadError` too."""
     # The bytes are a temporary: freed once decoded, so they are not held through the parse
     # (6 MB of a 150k-token tokenizer.json).
-    return _parse(_decode(read_regular(path, max_bytes), max_bytes), max_depth, track_duplicates)
+    return parse_text(
+        _decode(read_regular(path, max_bytes), max_bytes), max_depth=max_depth, track_duplicates=track_duplicates
+    )
 
 
 def read_regular(path: Path, max_bytes: int) -> bytes:

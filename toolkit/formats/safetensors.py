@@ -223,8 +223,8 @@ def _parse_header_bytes(prefix: bytes, file_size: int) -> Header:
     doc = _load(text, track_duplicates=False).value
     if not isinstance(doc, dict):
         raise SafetensorsError("InvalidHeaderDeserialization", f"header is a JSON {type(doc).__name__}, not an object")
-    tensors, metadata, has_meta, found, fast = _entries(doc)
-    if _duplicate_free(text, doc, metadata, fast):
+    tensors, metadata, has_meta, found, slow = _entries(doc)
+    if _duplicate_free(text, doc, metadata, len(tensors) - len(slow), slow):
         anomalies = []
     else:
         anomalies = _duplicate_problems(_load(text, track_duplicates=True), doc)
@@ -241,19 +241,16 @@ def _load(text: str, *, track_duplicates: bool) -> Loaded:
         raise SafetensorsError("InvalidHeaderDeserialization", f"header JSON: {exc.message}") from None
 
 
-def _duplicate_free(text: str, doc: dict[str, Any], metadata: dict[str, Any] | None, fast: int) -> bool:
+def _duplicate_free(
+    text: str, doc: dict[str, Any], metadata: dict[str, Any] | None, fast: int, slow: list[Any]
+) -> bool:
     """True when no object of the header repeated a key. Outside strings, every key/value pair has
     exactly one ``:``; ``:`` inside strings only adds to the text's count. So when the text holds
     no more ``:`` than the parsed objects hold pairs, no pair was dropped, i.e. no key repeated.
-    ``fast`` entries took the fast path: three pairs each and nothing nested."""
-    pairs = len(doc) + 3 * fast + (len(metadata) if metadata else 0)
-    budget = text.count(":")
-    if pairs > budget:  # cannot happen for valid JSON; let the hook parse decide
-        return False
-    if fast + (1 if metadata is not None else 0) < len(doc):  # entries that took the checked path
-        slow = [e for k, e in doc.items() if k != "__metadata__" and _tensor_fast(k, e) is None]
-        pairs += sum(pair_count(e) for e in slow)
-    return pairs == budget
+    ``fast`` entries took the fast path: three pairs each and nothing nested; the ``slow`` ones are
+    counted in full."""
+    pairs = len(doc) + 3 * fast + (len(metadata) if metadata else 0) + sum(pair_count(e) for e in slow)
+    return pairs == text.count(":")
 
 
 def _duplicate_problems(loaded: Loaded, doc: dict[str, Any]) -> list[Problem]:
@@ -285,14 +282,14 @@ def _duplicate_problems(loaded: Loaded, doc: dict[str, Any]) -> list[Problem]:
 
 def _entries(
     doc: dict[str, Any],
-) -> tuple[dict[str, TensorInfo], dict[str, Any] | None, bool, list[Problem], int]:
+) -> tuple[dict[str, TensorInfo], dict[str, Any] | None, bool, list[Problem], list[Any]]:
     """The tensors, the metadata, whether ``__metadata__`` is present, the problems found in the
-    entries, and how many entries took the fast path."""
+    entries, and the entries that took the checked path."""
     anomalies: list[Problem] = []
     metadata: dict[str, Any] | None = None
     has_meta = "__metadata__" in doc
     tensors: dict[str, TensorInfo] = {}
-    fast = 0
+    slow: list[Any] = []
     for name, entry in doc.items():
         if name == "__metadata__":
             if entry is None:
@@ -316,10 +313,9 @@ def _entries(
         info = _tensor_fast(name, entry)
         if info is None:
             info = _tensor_checked(name, entry, anomalies)
-        else:
-            fast += 1
+            slow.append(entry)
         tensors[name] = info
-    return tensors, metadata, has_meta, anomalies, fast
+    return tensors, metadata, has_meta, anomalies, slow
 
 
 def _entry(e: dict[str, Any]) -> str:
