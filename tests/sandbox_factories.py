@@ -229,3 +229,13 @@ def rank_lies(model_config: dict[str, Any], weights_dir: str, device: str) -> ob
             _json.dump({"outcome": "ok", "stage": None, "error": None, "stages": [], "data": {}}, fh)
         ctypes.string_at(0)
     return object()
+
+
+def says_ready_then_hangs(model_config: dict[str, Any], weights_dir: str, device: str) -> object:
+    """Claims, mid-init, the readiness that stops the supervisor's clock while a child waits for
+    the tool, then hangs: the claim must buy it nothing."""
+    os.write(3, b'{"stage": "_ready"}\n')
+    with open(os.environ["PREFLIGHT_TEST_STARTED"], "w") as fh:
+        fh.write("started")
+    time.sleep(300)
+    return object()

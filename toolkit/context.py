@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from npu_preflight.probe import ProbeResult
     from npu_preflight.proc import Containment
     from npu_preflight.quant import Quantization
-    from npu_preflight.sandbox import InitOutcome, InitRequest
+    from npu_preflight.sandbox import InitOutcome, InitRequest, WarmInit
 
 CONFIG_NAME = "config.json"
 MAX_CONFIG_BYTES = 10 * 1024 * 1024
@@ -255,6 +255,7 @@ class Context:
         self._facts: dict[str, Any] = {}
         self._json_cache: dict[str, dict[str, Any] | TokenizerFormatError | None] = {}
         self._pending_renders: RenderBatch | None = None
+        self._warm: WarmInit | None = None
 
     # -- generic ---------------------------------------------------------------------------
 
@@ -622,12 +623,42 @@ class Context:
                 self._start_renders()
             except Exception:  # noqa: BLE001 - the fact itself reports it
                 self._pending_renders = None
+        if "init_outcome" in needed and self._warm is None and "probe" not in self._facts:
+            try:
+                self._start_warm_init()
+            except Exception:  # noqa: BLE001 - the probe and the init then run on their own
+                self._warm = None
+
+    def _start_warm_init(self) -> None:
+        """Start the init's process now, probing first (see :class:`~npu_preflight.sandbox.WarmInit`),
+        when the run will ask for a one-process init."""
+        opts = self.options
+        if opts.static or opts.no_init:
+            return
+        ws = self.model_config.world_size if self.model_config is not None else None
+        if ws is not None and ws > 1 and opts.ranks != "0":
+            return  # ranks are started by torch.distributed.run, each importing torch anyway
+        from npu_preflight.sandbox import WarmInit
+
+        tok = self.path("tokenizer.json")
+        self._warm = WarmInit(
+            python=opts.python,
+            env=self.env,
+            memory_limit=opts.memory_limit,
+            containment=opts.containment,
+            weights_dir=self.weights_dir,
+            tokenizer_json=tok if os.path.isfile(tok) else None,
+            probe_timeout=opts.probe_timeout,
+        )
 
     def close(self) -> None:
         """Kill and reap whatever :meth:`prefetch` started and nothing collected."""
         batch, self._pending_renders = self._pending_renders, None
         if batch is not None:
             batch.cancel()
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            warm.close()
 
     @fact
     def vocab_file(self) -> tuple[str, VocabFile]:
@@ -731,6 +762,12 @@ class Context:
             raise Unavailable("--static: the environment probe does not run")
         from npu_preflight.probe import run_probe
 
+        if self._warm is not None:
+            found = self._warm.probe()
+            if found is not None:
+                return found
+            warm, self._warm = self._warm, None
+            warm.close()
         tok = self.path("tokenizer.json")
         return run_probe(
             self.options.python,
@@ -803,7 +840,16 @@ class Context:
         """The sandboxed generator init (runs on first use)."""
         from npu_preflight.sandbox import run_init
 
-        return run_init(self.init_request())
+        req = self.init_request()
+        warm, self._warm = self._warm, None
+        if warm is not None:
+            try:
+                outcome = warm.run(req)
+            finally:
+                warm.close()
+            if outcome is not None:
+                return outcome
+        return run_init(req)
 
     def init_request(self) -> InitRequest:
         """What the sandboxed init is asked to do, from the options, the model_config and the plan:

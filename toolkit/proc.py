@@ -112,49 +112,138 @@ def run_supervised(
     """Run ``cmd`` contained; never raises for anything the child does. Ctrl-C (KeyboardInterrupt)
     kills the tree and returns an outcome with ``interrupted`` set; the caller decides what next.
     ``workdir`` receives ``stdout`` and ``stderr`` (capped); it must outlive the call."""
-    token = secrets.token_hex(16)
-    child_env = dict(env)
-    child_env[TOKEN_VAR] = token
-    status_r, status_w = os.pipe()
-    cfg = {
-        "cmd": [str(c) for c in cmd],
-        "env": child_env,
-        "cwd": str(cwd) if cwd else str(Path.cwd()),
-        "timeout": float(timeout),
-        "memory_limit": memory_limit,
-        "rlimit_as": memory_limit if rlimit_as == "same" else rlimit_as,
-        "stdout": str(workdir / "stdout"),
-        "stderr": str(workdir / "stderr"),
-        "status_fd": status_w,
-        "weights_dir": str(weights_dir) if weights_dir else None,
-        "containment": containment,
-        "cleanup_dir": str(workdir),
-        "no_namespaces": not namespaces,
-    }
-    cfg_path = workdir / "supervisor.json"
-    cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
-    start = time.monotonic()
-    with open(workdir / "supervisor.err", "wb") as err:
-        try:
-            sup = subprocess.Popen(
-                [sys.executable, str(SUPERVISOR), str(cfg_path)],
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL,
-                stderr=err,
-                pass_fds=(status_w,),
-                start_new_session=True,
-                preexec_fn=_pdeathsig_term,
-                close_fds=True,
-            )
-        finally:
-            os.close(status_w)
-    started: dict[str, Any] = {}
-    exited: dict[str, Any] = {}
-    interrupted: str | None = None
-    buf = b""
-    stop_sent = 0.0
+    return Supervised(
+        cmd,
+        env=env,
+        timeout=timeout,
+        workdir=workdir,
+        memory_limit=memory_limit,
+        weights_dir=weights_dir,
+        containment=containment,
+        on_event=on_event,
+        cwd=cwd,
+        rlimit_as=rlimit_as,
+        namespaces=namespaces,
+    ).wait()
 
-    def handle(line: bytes) -> None:
+
+class Supervised:
+    """A contained child in flight (what :func:`run_supervised` starts and waits for).
+
+    With ``held``, the child's stdin is a pipe from this side (:meth:`tell`) and the supervisor
+    takes timing orders (:meth:`restart_clock`): a child can be started, do a first part under
+    ``timeout``, say it is ready (a ``_ready`` event: the supervisor then stops its clock while it
+    waits), and then be given its real work under a fresh limit, or be closed. A child that claims
+    to be ready early gains nothing: from then on this side decides when it runs and for how long."""
+
+    def __init__(
+        self,
+        cmd: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        timeout: float,
+        workdir: Path,
+        memory_limit: int | None = None,
+        weights_dir: Path | None = None,
+        containment: Containment = "auto",
+        on_event: EventFn | None = None,
+        cwd: Path | None = None,
+        rlimit_as: int | Literal["same"] | None = "same",
+        namespaces: bool = True,
+        held: bool = False,
+    ) -> None:
+        self.token = secrets.token_hex(16)
+        self.on_event = on_event
+        self.workdir = workdir
+        self.started_at = time.monotonic()
+        child_env = dict(env)
+        child_env[TOKEN_VAR] = self.token
+        status_r, status_w = os.pipe()
+        passed = [status_w]
+        self.stdin_w: int | None = None
+        self.control_w: int | None = None
+        stdin_r = control_r = None
+        if held:
+            stdin_r, self.stdin_w = os.pipe()
+            control_r, self.control_w = os.pipe()
+            passed += [stdin_r, control_r]
+        cfg = {
+            "cmd": [str(c) for c in cmd],
+            "env": child_env,
+            "cwd": str(cwd) if cwd else str(Path.cwd()),
+            "timeout": float(timeout),
+            "memory_limit": memory_limit,
+            "rlimit_as": memory_limit if rlimit_as == "same" else rlimit_as,
+            "stdout": str(workdir / "stdout"),
+            "stderr": str(workdir / "stderr"),
+            "status_fd": status_w,
+            "stdin_fd": stdin_r,
+            "control_fd": control_r,
+            "weights_dir": str(weights_dir) if weights_dir else None,
+            "containment": containment,
+            "cleanup_dir": str(workdir),
+            "no_namespaces": not namespaces,
+        }
+        cfg_path = workdir / "supervisor.json"
+        cfg_path.write_text(json.dumps(cfg), encoding="utf-8")
+        try:
+            with open(workdir / "supervisor.err", "wb") as err:
+                self.sup = subprocess.Popen(
+                    [sys.executable, str(SUPERVISOR), str(cfg_path)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.DEVNULL,
+                    stderr=err,
+                    pass_fds=tuple(passed),
+                    start_new_session=True,
+                    preexec_fn=_pdeathsig_term,
+                    close_fds=True,
+                )
+        except BaseException:
+            for fd in (status_r, self.stdin_w, self.control_w):
+                if fd is not None:
+                    os.close(fd)
+            raise
+        finally:
+            for fd in passed:
+                os.close(fd)
+        self.status_r: int | None = status_r
+        self.started: dict[str, Any] = {}
+        self.exited: dict[str, Any] = {}
+        self.ready = False  # the child said its first part is done (a ``_ready`` event)
+        self.eof = False
+        self._buf = b""
+
+    # -- talking to it -----------------------------------------------------------------------
+
+    def tell(self, data: bytes) -> bool:
+        """Write to the child's stdin; False when it is gone."""
+        fd = self.stdin_w
+        if fd is None:
+            return False
+        try:
+            while data:
+                data = data[os.write(fd, data) :]
+        except OSError:
+            return False
+        return True
+
+    def _order(self, line: str) -> None:
+        if self.control_w is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.control_w, line.encode() + b"\n")
+
+    def restart_clock(self, timeout: float) -> None:
+        """The time limit and the reported duration count from now."""
+        self._order(f"start {float(timeout)!r}")
+
+    def terminate(self) -> None:
+        """Ask the supervisor to kill the tree and report (then :meth:`wait`)."""
+        with contextlib.suppress(OSError):
+            self.sup.send_signal(signal.SIGTERM)
+
+    # -- reading what it says ----------------------------------------------------------------
+
+    def _handle(self, line: bytes) -> None:
         try:
             msg = json.loads(line)
         except ValueError:
@@ -163,71 +252,99 @@ def run_supervised(
             return
         kind = msg.get("type")
         if kind == "start":
-            started.update(msg)
+            self.started.update(msg)
         elif kind == "exit":
-            exited.update(msg)
-        elif kind == "event" and on_event is not None and isinstance(msg.get("event"), dict):
+            self.exited.update(msg)
+        elif kind == "ready":
+            self.ready = True
+        elif kind == "event" and self.on_event is not None and isinstance(msg.get("event"), dict):
             with contextlib.suppress(Exception):  # a progress display must never stop the run
-                on_event(msg["event"])
+                self.on_event(msg["event"])
 
-    eof = False
-    try:
-        while not eof:
-            try:
-                ready, _, _ = select.select([status_r], [], [], 0.1)
-                if ready:
-                    chunk = os.read(status_r, 1 << 16)
-                    if not chunk:
-                        eof = True
-                    buf += chunk
-                    while b"\n" in buf:
-                        line, _, buf = buf.partition(b"\n")
-                        handle(line)
-                    if len(buf) > MAX_STATUS_LINE:
-                        buf = b""
-                if stop_sent and time.monotonic() - stop_sent > STOP_GRACE_S:
-                    with contextlib.suppress(OSError):
-                        sup.kill()
-                    break
-            except KeyboardInterrupt:
-                interrupted = interrupted or "SIGINT"
-                if not stop_sent:
-                    stop_sent = time.monotonic()
-                    with contextlib.suppress(OSError):
-                        sup.send_signal(signal.SIGTERM)
-    finally:
-        os.close(status_r)
+    def _read(self, wait_s: float) -> None:
+        if self.eof or self.status_r is None:
+            return
+        ready, _, _ = select.select([self.status_r], [], [], wait_s)
+        if not ready:
+            return
+        chunk = os.read(self.status_r, 1 << 16)
+        if not chunk:
+            self.eof = True
+        self._buf += chunk
+        while b"\n" in self._buf:
+            line, _, self._buf = self._buf.partition(b"\n")
+            self._handle(line)
+        if len(self._buf) > MAX_STATUS_LINE:
+            self._buf = b""
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Read until the child says it is ready, it ends, or ``timeout`` passes; whether it is ready.
+        Ctrl-C propagates (the caller then terminates and waits)."""
+        end = time.monotonic() + timeout
+        while not self.ready and not self.eof:
+            left = end - time.monotonic()
+            if left <= 0:
+                break
+            self._read(min(left, 0.1))
+        return self.ready and not self.eof
+
+    def wait(self) -> ProcOutcome:
+        """Wait for the supervisor's report. Ctrl-C kills the tree and returns an outcome with
+        ``interrupted`` set."""
+        interrupted: str | None = None
+        stop_sent = 0.0
+        sup = self.sup
         try:
-            sup.wait(timeout=STOP_GRACE_S)
-        except subprocess.TimeoutExpired:
-            sup.kill()
-            sup.wait()
-    cgroup = (started.get("containment") or {}).get("cgroup") or {}
-    leftovers = _kill_cgroup(cgroup.get("path")) if cgroup else 0
-    leftovers += sweep(token)
-    failure = None
-    if not exited:
-        err_text = ""
-        with contextlib.suppress(OSError):
-            err_text = (workdir / "supervisor.err").read_bytes()[-2000:].decode("utf-8", "replace")
-        failure = f"the sandbox supervisor ended ({_how(sup.returncode)}) without a report" + (
-            f": {err_text.strip().splitlines()[-1]}" if err_text.strip() else ""
+            while not self.eof:
+                try:
+                    self._read(0.1)
+                    if stop_sent and time.monotonic() - stop_sent > STOP_GRACE_S:
+                        with contextlib.suppress(OSError):
+                            sup.kill()
+                        break
+                except KeyboardInterrupt:
+                    interrupted = interrupted or "SIGINT"
+                    if not stop_sent:
+                        stop_sent = time.monotonic()
+                        self.terminate()
+        finally:
+            for fd in (self.status_r, self.stdin_w, self.control_w):
+                if fd is not None:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            self.status_r = self.stdin_w = self.control_w = None
+            try:
+                sup.wait(timeout=STOP_GRACE_S)
+            except subprocess.TimeoutExpired:
+                sup.kill()
+                sup.wait()
+        exited = self.exited
+        cgroup = (self.started.get("containment") or {}).get("cgroup") or {}
+        leftovers = _kill_cgroup(cgroup.get("path")) if cgroup else 0
+        leftovers += sweep(self.token)
+        failure = None
+        if not exited:
+            err_text = ""
+            with contextlib.suppress(OSError):
+                err_text = (self.workdir / "supervisor.err").read_bytes()[-2000:].decode("utf-8", "replace")
+            failure = f"the sandbox supervisor ended ({_how(sup.returncode)}) without a report" + (
+                f": {err_text.strip().splitlines()[-1]}" if err_text.strip() else ""
+            )
+        return ProcOutcome(
+            returncode=exited.get("returncode"),
+            signal=exited.get("signal"),
+            timed_out=bool(exited.get("timed_out")),
+            duration_s=float(exited.get("duration_s") or (time.monotonic() - self.started_at)),
+            peak_rss_bytes=exited.get("child_maxrss_bytes"),
+            peak_tree_bytes=exited.get("peak_tree_bytes"),
+            memory_killed=bool(exited.get("memory_killed")),
+            interrupted=interrupted or exited.get("interrupted"),
+            oom_kills=int(exited.get("oom_kills") or 0),
+            survivors_killed=int(exited.get("survivors_killed") or 0) + leftovers,
+            containment=dict(exited.get("containment") or self.started.get("containment") or {}),
+            events=tuple(e for e in exited.get("events") or () if isinstance(e, dict)),
+            supervisor_failure=failure,
         )
-    return ProcOutcome(
-        returncode=exited.get("returncode"),
-        signal=exited.get("signal"),
-        timed_out=bool(exited.get("timed_out")),
-        duration_s=float(exited.get("duration_s") or (time.monotonic() - start)),
-        peak_rss_bytes=exited.get("child_maxrss_bytes"),
-        peak_tree_bytes=exited.get("peak_tree_bytes"),
-        memory_killed=bool(exited.get("memory_killed")),
-        interrupted=interrupted or exited.get("interrupted"),
-        oom_kills=int(exited.get("oom_kills") or 0),
-        survivors_killed=int(exited.get("survivors_killed") or 0) + leftovers,
-        containment=dict(exited.get("containment") or started.get("containment") or {}),
-        events=tuple(e for e in exited.get("events") or () if isinstance(e, dict)),
-        supervisor_failure=failure,
-    )
 
 
 def _how(code: int | None) -> str:

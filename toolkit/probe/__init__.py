@@ -86,6 +86,7 @@ class ProbeResult:
     stderr_tail: str = ""
     failure: str | None = None  # why the probe itself produced no result
     python: str = field(default_factory=lambda: sys.executable)
+    in_init: bool = False  # it ran in the sandboxed init's own process, before the init
 
     def error(self, step: str) -> Mapping[str, Any] | None:
         """The recorded exception of a probe step."""
@@ -153,6 +154,7 @@ class ProbeResult:
             "returncode": self.outcome.returncode if self.outcome else None,
             "signal": self.outcome.signal_name if self.outcome else None,
             "duration_s": round(self.outcome.duration_s, 3) if self.outcome else None,
+            "in_init_process": self.in_init,
         }
         return out
 

@@ -68,6 +68,7 @@ def host():
         "platform": platform.platform(),
         "machine": platform.machine(),
         "cpus": os.cpu_count(),
+        "pid": os.getpid(),
     }
     try:
         info["cpus_usable"] = len(os.sched_getaffinity(0))
@@ -252,8 +253,12 @@ def probe_tokenizer(path):
 
 
 def main():
-    out_path = sys.argv[1]
-    tokenizer_path = sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None
+    probe(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 and sys.argv[2] else None)
+
+
+def probe(out_path, tokenizer_path=None):
+    """Run every step and write the result to ``out_path`` (also what the sandboxed init child
+    calls when it probes in its own process before its init)."""
     RESULT["host"] = host()
     RESULT["packages"] = packages() or {}
     RESULT["cann"] = cann()

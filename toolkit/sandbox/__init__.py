@@ -22,17 +22,18 @@ import re
 import signal
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from npu_preflight.errors import Interrupted
-from npu_preflight.fingerprint import changes, fingerprint
+from npu_preflight.fingerprint import Mark, changes, fingerprint
 from npu_preflight.formats.jsonload import JsonLoadError, load_file
 from npu_preflight.generators import GENERATORS_DIR
 from npu_preflight.model import DeviceChoice, DeviceKind
-from npu_preflight.proc import Containment, ProcOutcome, run_supervised, tail
+from npu_preflight.proc import Containment, ProcOutcome, Supervised, run_supervised, tail
 from npu_preflight.sandbox.classify import Classified, classify, from_result
 
 if TYPE_CHECKING:
@@ -188,6 +189,7 @@ class InitOutcome:
     node_rank: int = 0
     predicted_peak_bytes: int | None = None
     note: str | None = None  # why the init ran differently from what world_size asks
+    probe_shared: bool = False  # the environment probe ran in this init's process, before it
 
     @property
     def failed_ranks(self) -> list[RankOutcome]:
@@ -307,6 +309,10 @@ class InitOutcome:
             "launcher": "torch.distributed.run" if self.ranks else None,
             "ranks": [r.to_dict(self.predicted_peak_bytes) for r in self.ranks],
             "note": self.note,
+            "probe_in_process": self.probe_shared,
+            "pid": pid
+            if isinstance(pid := (self.result or {}).get("pid"), int) and not isinstance(pid, bool)
+            else None,
         }
 
 
@@ -557,24 +563,28 @@ def overall(ranks: tuple[RankOutcome, ...], proc: ProcOutcome, stderr: str, req:
     return replace(c, summary=f"rank {pick.rank}: {c.summary}")
 
 
+def _child_env(env: Mapping[str, str]) -> dict[str, str]:
+    """The init child's environment: the user's, offline, unbuffered."""
+    out = dict(env)
+    out.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
+    out.setdefault("TOKENIZERS_PARALLELISM", "false")
+    return out
+
+
 def run_init(req: InitRequest) -> InitOutcome:
     """Run the init contained and classify the outcome. Ctrl-C kills the tree and raises
     :class:`~npu_preflight.errors.Interrupted` carrying the (``interrupted``) outcome."""
     if req.multi_rank:
         return _run_ranks(req)
-    gen, device = req.generator, req.device
     python = req.python or sys.executable
     before = fingerprint(req.weights_dir)
     with tempfile.TemporaryDirectory(prefix="preflight-init-") as tmp:
         t = Path(tmp)
         reqf, res = t / "request.json", t / "result.json"
         reqf.write_text(json.dumps(req.child_request(), default=str), encoding="utf-8")
-        env = dict(req.env)
-        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
         proc = run_supervised(
             [python, str(CHILD), str(reqf), str(res)],
-            env=env,
+            env=_child_env(req.env),
             timeout=req.timeout,
             workdir=t,
             memory_limit=req.memory_limit,
@@ -582,9 +592,16 @@ def run_init(req: InitRequest) -> InitOutcome:
             containment=req.containment,
             on_event=req.on_event,
         )
-        result, problem = read_result(res)
-        err_tail = tail(t / "stderr", 12000)
-        out_tail = tail(t / "stdout", 2000)
+        return _single_outcome(req, proc, t, before, probe_shared=False)
+
+
+def _single_outcome(
+    req: InitRequest, proc: ProcOutcome, workdir: Path, before: dict[str, Mark], *, probe_shared: bool
+) -> InitOutcome:
+    """The outcome of a one-process init from how it ended and what it left in ``workdir``."""
+    result, problem = read_result(workdir / "result.json")
+    err_tail = tail(workdir / "stderr", 12000)
+    out_tail = tail(workdir / "stdout", 2000)
     changed = tuple(changes(before, fingerprint(req.weights_dir)))
     trusted = result if proc.returncode == 0 else None
     c = classify(
@@ -596,8 +613,8 @@ def run_init(req: InitRequest) -> InitOutcome:
     )
     outcome = InitOutcome(
         c,
-        gen,
-        device,
+        req.generator,
+        req.device,
         proc,
         trusted,
         proc.events,
@@ -608,10 +625,150 @@ def run_init(req: InitRequest) -> InitOutcome:
         problem if proc.returncode == 0 else None,
         predicted_peak_bytes=req.predicted_peak_bytes,
         note=req.note,
+        probe_shared=probe_shared,
     )
     if c.outcome == "interrupted":
         raise Interrupted(outcome)
     return outcome
+
+
+#: How much longer than the probe's own limit the tool waits for a started child to say it is
+#: ready (the supervisor enforces the limit; this only bounds the tool's wait if it did not).
+READY_GRACE_S = 15.0
+
+
+class WarmInit:
+    """One process for the environment probe and a one-process init, so torch (and transformers)
+    are imported once per run instead of twice.
+
+    It is started when the run begins (``Context.prefetch``), and everything its process is started
+    with comes from the options alone: interpreter, environment, memory cap, containment, the
+    read-only weights folder. The probe runs first in it, under the probe's time limit, and the
+    child then waits (with no limit: the tool decides what happens next). :meth:`run` writes the
+    request the plan produced, restarts the clock with the init's limit, and says ``go``.
+
+    It is used only where it gives what separate processes would:
+
+    * its probe counts only if every probe step succeeded. A step that failed here may have failed
+      only because of the init's memory cap, so the separate, uncapped probe then runs and is
+      believed. A probe that ran out of time is reported as such (running it again would double
+      the wait);
+    * the request must be for one process with the settings the child was started with.
+
+    Otherwise it is closed (its tree killed and reaped) and the separate probe or init runs."""
+
+    def __init__(
+        self,
+        *,
+        python: str | None,
+        env: Mapping[str, str],
+        memory_limit: int | None,
+        containment: Containment,
+        weights_dir: Path,
+        tokenizer_json: Path | None,
+        probe_timeout: float,
+    ) -> None:
+        from npu_preflight.probe import SCRIPT
+
+        self.python = python or sys.executable
+        self.key = _warm_key(python, env, memory_limit, containment, weights_dir)
+        self.probe_timeout = probe_timeout
+        self.before = fingerprint(weights_dir)
+        self._tmp = tempfile.TemporaryDirectory(prefix="preflight-init-")
+        self.dir = Path(self._tmp.name)
+        self.on_event: EventFn | None = None
+        cmd = [
+            self.python,
+            str(CHILD),
+            "--probe-first",
+            str(SCRIPT),
+            str(self.dir / "probe.json"),
+            str(tokenizer_json or ""),
+            str(self.dir / "request.json"),
+            str(self.dir / "result.json"),
+        ]
+        try:
+            self.proc = Supervised(
+                cmd,
+                env=_child_env(env),
+                timeout=probe_timeout,
+                workdir=self.dir,
+                memory_limit=memory_limit,
+                weights_dir=weights_dir,
+                containment=containment,
+                on_event=self._event,
+                held=True,
+            )
+        except BaseException:
+            self._tmp.cleanup()
+            raise
+        self.state = "probing"  # → waiting (probe taken) → done
+
+    def _event(self, ev: Mapping[str, Any]) -> None:
+        if self.on_event is not None:
+            self.on_event(ev)
+
+    def probe(self) -> ProbeResult | None:
+        """The probe the child ran, when it can be believed; None (and the child closed) when the
+        separate probe must run instead."""
+        from npu_preflight.probe import ProbeResult, read_probe_result
+
+        if self.state != "probing":
+            return None
+        t0 = self.proc.started_at
+        ready = self.proc.wait_ready(self.probe_timeout + READY_GRACE_S)
+        took = time.monotonic() - t0
+        if not ready:
+            outcome = self.close()
+            if outcome is not None and outcome.timed_out:
+                why = f"timed out after {self.probe_timeout:.0f}s"
+                return ProbeResult({}, outcome, "", why, self.python, in_init=True)
+            return None
+        data, _why = read_probe_result(self.dir / "probe.json")
+        if data is None or data.get("errors"):
+            self.close()
+            return None
+        self.state = "waiting"
+        containment = dict(self.proc.started.get("containment") or {})
+        outcome = ProcOutcome(None, None, False, took, None, containment=containment)
+        return ProbeResult(data, outcome, "", None, self.python, in_init=True)
+
+    def run(self, req: InitRequest) -> InitOutcome | None:
+        """The init in the waiting child; None when this child cannot run ``req`` (the caller
+        closes it and runs the init on its own)."""
+        if self.state != "waiting" or req.multi_rank or self.key != _warm_key_of(req):
+            return None
+        self.state = "done"
+        try:
+            (self.dir / "request.json").write_text(json.dumps(req.child_request(), default=str), encoding="utf-8")
+            self.on_event = req.on_event
+            self.proc.restart_clock(req.timeout)
+            self.proc.tell(b"go\n")  # a child already gone is told nothing: its outcome says why
+            proc = self.proc.wait()
+            return _single_outcome(req, proc, self.dir, self.before, probe_shared=True)
+        finally:
+            self._tmp.cleanup()
+
+    def close(self) -> ProcOutcome | None:
+        """Kill and reap the child if it is still there; how it ended (None if already done)."""
+        if self.state == "done":
+            return None
+        self.state = "done"
+        try:
+            self.proc.terminate()
+            return self.proc.wait()
+        finally:
+            self._tmp.cleanup()
+
+
+def _warm_key(
+    python: str | None, env: Mapping[str, str], memory_limit: int | None, containment: str, weights_dir: Path
+) -> tuple[Any, ...]:
+    return (python or sys.executable, tuple(sorted(env.items())), memory_limit, containment, str(weights_dir))
+
+
+def _warm_key_of(req: InitRequest) -> tuple[Any, ...]:
+    return _warm_key(req.python, req.env, req.memory_limit, req.containment, req.weights_dir)
 
 
 def _run_ranks(req: InitRequest) -> InitOutcome:
@@ -623,9 +780,7 @@ def _run_ranks(req: InitRequest) -> InitOutcome:
         reqf, results = t / "request.json", t / "ranks"
         results.mkdir()
         reqf.write_text(json.dumps(req.child_request(), default=str), encoding="utf-8")
-        env = dict(req.env)
-        env.update(HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1", PYTHONUNBUFFERED="1")
-        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env = _child_env(req.env)
         env.setdefault("OMP_NUM_THREADS", "1")
         for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK"):
             env.pop(k, None)  # the launcher sets them per rank

@@ -1,4 +1,6 @@
-"""The sandboxed init child: ``python child.py REQUEST.json RESULT`` (events on fd 3).
+"""The sandboxed init child: ``python child.py REQUEST.json RESULT`` (events on fd 3), or
+``python child.py --probe-first PROBE_SCRIPT PROBE_OUT TOKENIZER REQUEST.json RESULT``: the
+environment probe first, in this process, then the init once the tool says ``go`` on stdin.
 
 Stdlib-only so it runs under the deployment's interpreter (``--python``) even where the toolkit is
 not installed. It loads the generator adapter by file path, streams progress events as JSON lines on
@@ -151,9 +153,32 @@ def load_adapter(request):
     return module.run
 
 
+def probe_first(script, out_path, tokenizer_path):
+    """The environment probe in this very process (torch is then imported once per run): run it,
+    say so on fd 3, and wait for the tool's word on stdin. ``go`` means the request file is written;
+    anything else (the tool closed the pipe: no init is wanted, or it died) ends the child."""
+    spec = importlib.util.spec_from_file_location("preflight_probe", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.probe(out_path, tokenizer_path or None)
+    emit("_ready")
+    if sys.stdin.readline().strip() != "go":
+        os._exit(0)
+    STAGES.clear()  # the init's stages count from its request, not from the probe
+    _CURRENT["stage"], _CURRENT["t"] = "start", time.time()
+
+
 def main():
     global EVENTS
-    req_path, result_path = sys.argv[1:3]
+    args = sys.argv[1:]
+    if args[:1] == ["--probe-first"]:
+        try:
+            EVENTS = os.fdopen(3, "w", encoding="utf-8")
+        except OSError:
+            EVENTS = None
+        probe_first(*args[1:4])
+        args = args[4:]
+    req_path, result_path = args[:2]
     with open(req_path, encoding="utf-8") as fh:
         request = json.load(fh)
     ranked = rank_info()
@@ -176,12 +201,12 @@ def main():
             group_rank=int(group) if group.isdigit() else None,
             pid=os.getpid(),
         )
-    else:
+    elif EVENTS is None:
         try:
             EVENTS = os.fdopen(3, "w", encoding="utf-8")
         except OSError:
             EVENTS = None
-    result = {"outcome": "ok", "stage": None, "error": None, "stages": STAGES, "data": {}}
+    result = {"outcome": "ok", "stage": None, "error": None, "stages": STAGES, "data": {}, "pid": os.getpid()}
     t0 = time.time()
     try:
         emit("import")

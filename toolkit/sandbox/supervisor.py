@@ -356,6 +356,8 @@ class Supervisor:
         self.peak_tree = 0
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_EVENTS)
         self.last_forward = 0.0
+        self.deadline = float("inf")
+        self.awaiting_ready = cfg.get("control_fd") is not None  # a held child, not yet started
 
     def send(self, msg: dict[str, Any]) -> None:
         data = (json.dumps(msg, default=str) + "\n").encode("utf-8", "backslashreplace")
@@ -405,8 +407,8 @@ class Supervisor:
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
         if cfg.get("rlimit_as"):
             resource.setrlimit(resource.RLIMIT_AS, (int(cfg["rlimit_as"]), int(cfg["rlimit_as"])))
-        null = os.open(os.devnull, os.O_RDONLY)
-        os.dup2(null, 0)
+        stdin_fd = cfg.get("stdin_fd")
+        os.dup2(int(stdin_fd) if stdin_fd is not None else os.open(os.devnull, os.O_RDONLY), 0)
         os.dup2(out_w, 1)
         os.dup2(err_w, 2)
         os.dup2(ev_w, 3)
@@ -451,6 +453,8 @@ class Supervisor:
             try:
                 for fd in (sync_w, rep_r, hold_w):
                     os.close(fd)
+                if cfg.get("control_fd") is not None:
+                    os.close(int(cfg["control_fd"]))  # the tool's orders are for the supervisor only
                 os.setsid()
                 prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
                 if not ns and os.getppid() != me:
@@ -488,6 +492,8 @@ class Supervisor:
                     os._exit(127)
         for fd in (out_w, err_w, ev_w, sync_r, rep_w, hold_r):
             os.close(fd)
+        if cfg.get("stdin_fd") is not None:
+            os.close(int(cfg["stdin_fd"]))  # only the child reads what the tool tells it
         self.pid = pid
         self.hold_w = hold_w
         self.started = time.monotonic()
@@ -571,6 +577,16 @@ class Supervisor:
             return
         if not isinstance(ev, dict) or not isinstance(ev.get("stage"), str):
             return
+        if ev["stage"] == "_ready":
+            # The child's first part is done and it now waits for the tool, which either closes it
+            # or gives it its work with a fresh limit (``start``): no limit while it only waits.
+            # Believed once, and only from a child the tool holds and has not yet started: any
+            # other child saying it is ready keeps its limit.
+            if self.awaiting_ready:
+                self.awaiting_ready = False
+                self.deadline = float("inf")
+                self.send({"type": "ready"})
+            return
         if ev["stage"] == "_sandbox":
             if ev.get("read_only_mount"):
                 self.containment["read_only_mount"] = True
@@ -584,6 +600,19 @@ class Supervisor:
             self._last_stage = ev.get("stage")
             self.send({"type": "event", "event": ev})
 
+    def order(self, line: bytes) -> None:
+        """A timing order from the tool: ``start SECONDS`` (the limit, and the reported duration,
+        count from now)."""
+        word, _, arg = line.decode("ascii", "replace").strip().partition(" ")
+        if word == "start":
+            try:
+                seconds = float(arg)
+            except ValueError:
+                return
+            self.awaiting_ready = False
+            self.started = time.monotonic()
+            self.deadline = self.started + seconds
+
     def run(self) -> None:
         cfg = self.cfg
         out_r, err_r, ev_r, rep_r = self.start_child()
@@ -592,24 +621,37 @@ class Supervisor:
         ev_buf = bytearray()
         open_fds = {out_r, err_r, ev_r}
         rep_buf = b""
-        deadline = self.started + float(cfg["timeout"])
+        self.deadline = self.started + float(cfg["timeout"])
         limit = cfg.get("memory_limit")
         timed_out = memory_killed = False
         next_watch = 0.0
+        control = cfg.get("control_fd")
+        control_buf = b""
         while True:
-            if open_fds or rep_r is not None:
-                watch = list(open_fds) + ([rep_r] if rep_r is not None else [])
+            if open_fds or rep_r is not None or control is not None:
+                watch = list(open_fds) + [fd for fd in (rep_r, control) if fd is not None]
                 try:
                     ready, _, _ = select.select(watch, [], [], WATCH_S)
                 except InterruptedError:
                     ready = []
                 for fd in ready:
+                    if fd == control:
+                        chunk = os.read(fd, 4096)
+                        if not chunk:
+                            os.close(fd)
+                            control = None  # the tool closed it: the clock stays as it is
+                            continue
+                        control_buf += chunk
+                        while b"\n" in control_buf:
+                            line, _, control_buf = control_buf.partition(b"\n")
+                            self.order(line)
+                        continue
                     if fd == rep_r:
-                        chunk = os.read(rep_r, 4096)
+                        chunk = os.read(fd, 4096)
                         rep_buf += chunk
                         if b"\n" in rep_buf or not chunk:
                             self._reported(rep_buf)
-                            os.close(rep_r)
+                            os.close(fd)
                             rep_r = None
                         continue
                     try:
@@ -647,7 +689,7 @@ class Supervisor:
                 self.stop = self.stop or "the tool died"
                 self.kill_tree()
                 break
-            if now >= deadline:
+            if now >= self.deadline:
                 timed_out = True
                 self.kill_tree()
                 break
@@ -677,7 +719,7 @@ class Supervisor:
                         self.forward_event(line)
         for sink in sinks.values():
             sink.close()
-        for pipe_fd in (out_r, err_r, ev_r, rep_r, self.hold_w):
+        for pipe_fd in (out_r, err_r, ev_r, rep_r, self.hold_w, control):
             if pipe_fd is None:
                 continue
             try:
