@@ -113,6 +113,85 @@ def test_tokenizer_json(tmp_path_factory: pytest.TempPathFactory, data: bytes) -
     assert info.size == info.max_id + 1 and info.max_id == max(info.token_to_id.values())
 
 
+needed_docs = st.fixed_dictionaries(
+    {},
+    optional={
+        "model": st.one_of(
+            json_values,
+            st.fixed_dictionaries(
+                {"vocab": st.one_of(json_values, st.dictionaries(st.text(max_size=8), json_values, max_size=8))},
+                optional={"type": json_values, "merges": json_values, "dropout": json_values},
+            ),
+        ),
+        "added_tokens": json_values,
+        "normalizer": json_values,
+    },
+)
+#: Bytes the general parser and msgspec might read differently.
+TWISTS = {
+    "none": lambda t: t,
+    "model twice": lambda t: t.replace("{", '{"model": {"vocab": {"x": 1}}, ', 1),
+    "model twice, first not an object": lambda t: t.replace("{", '{"model": 7, ', 1),
+    "vocab twice": lambda t: t.replace('"vocab": ', '"vocab": [], "vocab": ', 1),
+    "NaN": lambda t: t.replace("{", '{"z": NaN, ', 1),
+    "lone surrogate": lambda t: t.replace("{", '{"model": {"vocab": {"\\ud800": 1}}, ', 1),
+    "huge int": lambda t: t.replace("{", '{"added_tokens": [{"id": 1' + "0" * 30 + "}], ", 1),
+    "many digits": lambda t: t.replace("{", '{"added_tokens": ' + "9" * 5000 + ", ", 1),
+    "exponent": lambda t: t.replace("{", '{"model": {"vocab": {"a": 1e2}, "type": 1E400}, ', 1),
+    "BOM": lambda t: "\ufeff" + t,
+    "trailing": lambda t: t + " x",
+}
+
+
+@prop(500)
+@given(needed_docs, st.sampled_from(sorted(TWISTS)), st.booleans())
+def test_tokenizer_fast_read_gives_what_json_gives(doc: dict[str, Any], twist: str, ascii_only: bool) -> None:
+    """msgspec's read of the keys the checks use equals the general parser's, key by key and type
+    by type (``True`` is not ``1``), or it declines and the general parser decides."""
+    from npu_preflight.formats.jsonload import JsonLoadError, loads
+    from npu_preflight.formats.tokenizer import _read_needed
+
+    raw = TWISTS[twist](json.dumps(doc, ensure_ascii=ascii_only)).encode("utf-8", "surrogatepass")
+    fast = _read_needed(raw, min_bytes=0)
+    if fast is None:
+        return
+    try:
+        ref = loads(raw, max_depth=64, track_duplicates=False).value
+    except JsonLoadError as exc:
+        raise AssertionError(f"msgspec read what the general parser rejects ({exc.message})") from None
+    assert isinstance(ref, dict)
+    model = ref.get("model")
+    want = {
+        "model": {"type": model.get("type"), "vocab": model.get("vocab")} if isinstance(model, dict) else model,
+        "added_tokens": ref.get("added_tokens"),
+    }
+    assert json.dumps(fast, sort_keys=True) == json.dumps(want, sort_keys=True)
+
+
+def test_tokenizer_fast_read_takes_large_files_only(tmp_path: Path) -> None:
+    from npu_preflight.formats import tokenizer
+
+    small = json.dumps({"model": {"vocab": {"a": 0}}}).encode()
+    assert tokenizer._read_needed(small) is None  # the general parser and its depth bound
+    big = json.dumps({"model": {"vocab": {f"t{i}": i for i in range(120_000)}, "merges": ["a b"] * 10}}).encode()
+    got = tokenizer._read_needed(big)
+    assert got is not None and len(got["model"]["vocab"]) == 120_000 and "merges" not in got["model"]
+    p = _write(tmp_path, big)
+    assert read_tokenizer_json(p).size == 120_000
+
+
+def test_tokenizer_without_msgspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from npu_preflight.formats import tokenizer
+
+    big = json.dumps({"model": {"vocab": {f"t{i}": i for i in range(120_000)}}, "added_tokens": []}).encode()
+    p = _write(tmp_path, big)
+    monkeypatch.setitem(sys.modules, "msgspec", None)  # ``import msgspec`` now raises ImportError
+    assert tokenizer._read_needed(big) is None
+    assert read_tokenizer_json(p).size == 120_000
+
+
 @prop(300)
 @given(st.one_of(json_values.map(lambda v: json.dumps(v).encode()), st.binary(max_size=200)))
 def test_small_json_objects(tmp_path_factory: pytest.TempPathFactory, data: bytes) -> None:
