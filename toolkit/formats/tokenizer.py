@@ -64,7 +64,7 @@ def _read_needed(raw: bytes, min_bytes: int = PRESCAN_LIMIT) -> dict[str, Any] |
     if _DECODER is None:
         model = msgspec.defstruct("Model", [("type", Any, None), ("vocab", Any, None)])
         _DECODER = msgspec.json.Decoder(
-            msgspec.defstruct("Needed", [("model", model | None, None), ("added_tokens", Any, None)])  # type: ignore[operator]
+            msgspec.defstruct("Needed", [("model", model | None, None), ("added_tokens", Any, None)])
         )
     try:
         with paused_gc():
