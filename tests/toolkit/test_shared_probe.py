@@ -209,3 +209,15 @@ def test_multi_rank_runs_keep_the_separate_probe(llama: Path) -> None:
     finally:
         ctx.close()
     assert ctx._warm is None
+
+
+def test_the_probes_output_is_not_the_inits(llama: Path, tmp_path: Path) -> None:
+    # what the interpreter printed while it probed (here a recorded CUDA OOM line) must not
+    # classify the init's own crash, nor appear as the init's stderr
+    line = "RuntimeError: CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.10 GiB total capacity)"
+    noisy = _wrapper(tmp_path, f'echo "{line}" >&2\necho probe-stdout\nexec {sys.executable} "$@"')
+    _p, doc = _run(llama, tmp_path, [f"--python={noisy}", "--generator=tests.sandbox_factories:segfault"])
+    init = doc["init"]
+    assert init["probe_in_process"] is True
+    assert init["outcome"] == "crash" and "SIGSEGV" in init["summary"], init
+    assert "CUDA out of memory" not in init["stderr_tail"] and "probe ended here" not in init["stderr_tail"]

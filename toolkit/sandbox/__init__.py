@@ -602,6 +602,8 @@ def _single_outcome(
     result, problem = read_result(workdir / "result.json")
     err_tail = tail(workdir / "stderr", 12000)
     out_tail = tail(workdir / "stdout", 2000)
+    if probe_shared:  # the probe's output before the init is not the init's (its warnings could mislead)
+        err_tail, out_tail = _after_probe(err_tail), _after_probe(out_tail)
     changed = tuple(changes(before, fingerprint(req.weights_dir)))
     trusted = result if proc.returncode == 0 else None
     c = classify(
@@ -630,6 +632,17 @@ def _single_outcome(
     if c.outcome == "interrupted":
         raise Interrupted(outcome)
     return outcome
+
+
+#: What the child writes to stdout and stderr when its init starts after its probe (child.py).
+INIT_STARTS = "npu-preflight: the probe ended here; the init's own output follows"
+
+
+def _after_probe(text: str) -> str:
+    """The init's part of an output tail shared with the probe before it (all of it when the tail
+    no longer reaches back to the mark)."""
+    _probe, mark, rest = text.partition(INIT_STARTS + "\n")
+    return rest if mark else text
 
 
 #: How much longer than the probe's own limit the tool waits for a started child to say it is

@@ -28,6 +28,8 @@ import time
 import traceback
 
 EVENTS = None
+#: Written to stdout and stderr when the init starts after a probe in this process (``--probe-first``).
+INIT_STARTS = "npu-preflight: the probe ended here; the init's own output follows"
 STAGES = []
 _CURRENT = {"stage": "start", "t": time.time()}
 
@@ -164,6 +166,9 @@ def probe_first(script, out_path, tokenizer_path):
     emit("_ready")
     if sys.stdin.readline().strip() != "go":
         os._exit(0)
+    for stream in (sys.stdout, sys.stderr):  # the tool keeps only what follows, as the init's output
+        stream.write(f"\n{INIT_STARTS}\n")
+        stream.flush()
     STAGES.clear()  # the init's stages count from its request, not from the probe
     _CURRENT["stage"], _CURRENT["t"] = "start", time.time()
 
