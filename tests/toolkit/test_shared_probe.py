@@ -221,3 +221,14 @@ def test_the_probes_output_is_not_the_inits(llama: Path, tmp_path: Path) -> None
     assert init["probe_in_process"] is True
     assert init["outcome"] == "crash" and "SIGSEGV" in init["summary"], init
     assert "CUDA out of memory" not in init["stderr_tail"] and "probe ended here" not in init["stderr_tail"]
+
+
+def test_an_interpreter_that_cannot_start(llama: Path, tmp_path: Path) -> None:
+    # the shared process never starts: the separate probe runs and names the cause, as without it
+    mark = uuid.uuid4().hex
+    r = check_folder(
+        llama, MC, options=RunOptions(device="cpu", python=str(tmp_path / "no-python")), env={**os.environ, MARK: mark}
+    )
+    assert "cannot start" in only(r, "ENV010")[0].message
+    assert r.environment is not None and r.environment["probe"]["in_init_process"] is False
+    assert marked(mark) == []
