@@ -95,40 +95,10 @@ def sweep(token: str) -> int:
     return killed
 
 
-def run_supervised(
-    cmd: Sequence[str],
-    *,
-    env: Mapping[str, str],
-    timeout: float,
-    workdir: Path,
-    memory_limit: int | None = None,
-    weights_dir: Path | None = None,
-    containment: Containment = "auto",
-    on_event: EventFn | None = None,
-    cwd: Path | None = None,
-    rlimit_as: int | Literal["same"] | None = "same",
-    namespaces: bool = True,
-) -> ProcOutcome:
-    """Run ``cmd`` contained; never raises for anything the child does. Ctrl-C (KeyboardInterrupt)
-    kills the tree and returns an outcome with ``interrupted`` set; the caller decides what next.
-    ``workdir`` receives ``stdout`` and ``stderr`` (capped); it must outlive the call."""
-    return Supervised(
-        cmd,
-        env=env,
-        timeout=timeout,
-        workdir=workdir,
-        memory_limit=memory_limit,
-        weights_dir=weights_dir,
-        containment=containment,
-        on_event=on_event,
-        cwd=cwd,
-        rlimit_as=rlimit_as,
-        namespaces=namespaces,
-    ).wait()
-
-
 class Supervised:
-    """A contained child in flight (what :func:`run_supervised` starts and waits for).
+    """A contained child in flight: ``Supervised(cmd, …).wait()`` runs it and says how it ended,
+    never raising for anything the child does. ``workdir`` receives ``stdout`` and ``stderr``
+    (capped); it must outlive the call.
 
     With ``held``, the child's stdin is a pipe from this side (:meth:`tell`) and the supervisor
     takes timing orders (:meth:`restart_clock`): a child can be started, do a first part under

@@ -90,13 +90,14 @@ tokenizer_docs = st.fixed_dictionaries(
             json_values,
             st.fixed_dictionaries(
                 {"vocab": st.one_of(json_values, st.dictionaries(st.text(max_size=8), json_values, max_size=8))},
-                optional={"type": json_values},
+                optional={"type": json_values, "merges": json_values, "dropout": json_values},
             ),
         ),
         "added_tokens": st.one_of(
             json_values,
             st.lists(st.fixed_dictionaries({}, optional={"content": json_values, "id": json_values}), max_size=4),
         ),
+        "normalizer": json_values,
     },
 )
 
@@ -113,20 +114,6 @@ def test_tokenizer_json(tmp_path_factory: pytest.TempPathFactory, data: bytes) -
     assert info.size == info.max_id + 1 and info.max_id == max(info.token_to_id.values())
 
 
-needed_docs = st.fixed_dictionaries(
-    {},
-    optional={
-        "model": st.one_of(
-            json_values,
-            st.fixed_dictionaries(
-                {"vocab": st.one_of(json_values, st.dictionaries(st.text(max_size=8), json_values, max_size=8))},
-                optional={"type": json_values, "merges": json_values, "dropout": json_values},
-            ),
-        ),
-        "added_tokens": json_values,
-        "normalizer": json_values,
-    },
-)
 #: Bytes the general parser and msgspec might read differently.
 TWISTS = {
     "none": lambda t: t,
@@ -144,7 +131,7 @@ TWISTS = {
 
 
 @prop(500)
-@given(needed_docs, st.sampled_from(sorted(TWISTS)), st.booleans())
+@given(tokenizer_docs, st.sampled_from(sorted(TWISTS)), st.booleans())
 def test_tokenizer_fast_read_gives_what_json_gives(doc: dict[str, Any], twist: str, ascii_only: bool) -> None:
     """msgspec's read of the keys the checks use equals the general parser's, key by key and type
     by type (``True`` is not ``1``), or it declines and the general parser decides."""

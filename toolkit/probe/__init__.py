@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from npu_preflight.proc import ProcOutcome, run_supervised, tail
+from npu_preflight.proc import ProcOutcome, Supervised, tail
 
 SCRIPT = Path(__file__).with_name("probe_script.py")
 
@@ -173,7 +173,7 @@ def run_probe(
         child_env = dict(env)
         child_env.setdefault("HF_HUB_OFFLINE", "1")
         child_env.setdefault("TRANSFORMERS_OFFLINE", "1")
-        outcome = run_supervised(cmd, env=child_env, timeout=timeout, workdir=t)
+        outcome = Supervised(cmd, env=child_env, timeout=timeout, workdir=t).wait()
         err_tail = tail(t / "stderr", 4000)
         if outcome.interrupted:
             raise KeyboardInterrupt

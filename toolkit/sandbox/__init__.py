@@ -33,7 +33,7 @@ from npu_preflight.fingerprint import Mark, changes, fingerprint
 from npu_preflight.formats.jsonload import JsonLoadError, load_file
 from npu_preflight.generators import GENERATORS_DIR
 from npu_preflight.model import DeviceChoice, DeviceKind
-from npu_preflight.proc import Containment, ProcOutcome, Supervised, run_supervised, tail
+from npu_preflight.proc import Containment, ProcOutcome, Supervised, tail
 from npu_preflight.sandbox.classify import Classified, classify, from_result
 
 if TYPE_CHECKING:
@@ -582,7 +582,7 @@ def run_init(req: InitRequest) -> InitOutcome:
         t = Path(tmp)
         reqf, res = t / "request.json", t / "result.json"
         reqf.write_text(json.dumps(req.child_request(), default=str), encoding="utf-8")
-        proc = run_supervised(
+        proc = Supervised(
             [python, str(CHILD), str(reqf), str(res)],
             env=_child_env(req.env),
             timeout=req.timeout,
@@ -591,7 +591,7 @@ def run_init(req: InitRequest) -> InitOutcome:
             weights_dir=req.weights_dir,
             containment=req.containment,
             on_event=req.on_event,
-        )
+        ).wait()
         return _single_outcome(req, proc, t, before, probe_shared=False)
 
 
@@ -798,7 +798,7 @@ def _run_ranks(req: InitRequest) -> InitOutcome:
         for k in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "GROUP_RANK"):
             env.pop(k, None)  # the launcher sets them per rank
         cap = req.memory_limit * req.local_ranks + LAUNCHER_BYTES if req.memory_limit else None
-        proc = run_supervised(
+        proc = Supervised(
             req.launch_command(python, reqf, results),
             env=env,
             timeout=req.timeout,
@@ -811,7 +811,7 @@ def _run_ranks(req: InitRequest) -> InitOutcome:
             weights_dir=req.weights_dir,
             containment=req.containment,
             on_event=req.on_event,
-        )
+        ).wait()
         err_tail = tail(t / "stderr", 64000)
         ranks = collect_ranks(results, req, proc, err_tail)
     changed = tuple(changes(before, fingerprint(req.weights_dir)))
