@@ -130,15 +130,12 @@ TWISTS = {
 }
 
 
-@prop(500)
-@given(tokenizer_docs, st.sampled_from(sorted(TWISTS)), st.booleans())
-def test_tokenizer_fast_read_gives_what_json_gives(doc: dict[str, Any], twist: str, ascii_only: bool) -> None:
+def _fast_read_matches_general(raw: bytes) -> None:
     """msgspec's read of the keys the checks use equals the general parser's, key by key and type
     by type (``True`` is not ``1``), or it declines and the general parser decides."""
     from npu_preflight.formats.jsonload import JsonLoadError, loads
     from npu_preflight.formats.tokenizer import _read_needed
 
-    raw = TWISTS[twist](json.dumps(doc, ensure_ascii=ascii_only)).encode("utf-8", "surrogatepass")
     fast = _read_needed(raw, min_bytes=0)
     if fast is None:
         return
@@ -153,6 +150,19 @@ def test_tokenizer_fast_read_gives_what_json_gives(doc: dict[str, Any], twist: s
         "added_tokens": ref.get("added_tokens"),
     }
     assert json.dumps(fast, sort_keys=True) == json.dumps(want, sort_keys=True)
+
+
+@prop(500)
+@given(tokenizer_docs, st.sampled_from(sorted(TWISTS)), st.booleans())
+def test_tokenizer_fast_read_gives_what_json_gives(doc: dict[str, Any], twist: str, ascii_only: bool) -> None:
+    _fast_read_matches_general(TWISTS[twist](json.dumps(doc, ensure_ascii=ascii_only)).encode("utf-8", "surrogatepass"))
+
+
+@prop(300)
+@given(st.binary(max_size=300))
+def test_tokenizer_fast_read_of_any_bytes(data: bytes) -> None:
+    _fast_read_matches_general(data)
+    _fast_read_matches_general(b'{"model": {"vocab": {"a": 1}}, "x": ' + data + b"}")
 
 
 def test_tokenizer_fast_read_takes_large_files_only(tmp_path: Path) -> None:
