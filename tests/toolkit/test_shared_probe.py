@@ -232,3 +232,17 @@ def test_an_interpreter_that_cannot_start(llama: Path, tmp_path: Path) -> None:
     assert "cannot start" in only(r, "ENV010")[0].message
     assert r.environment is not None and r.environment["probe"]["in_init_process"] is False
     assert marked(mark) == []
+
+
+def test_a_process_that_ends_while_it_waits(llama: Path, tmp_path: Path) -> None:
+    # the interpreter probes for real, says it is ready, then exits 0 instead of waiting: its probe
+    # is good, and since it never took the request the init runs afresh in its own process
+    py = sys.executable
+    quits = _wrapper(
+        tmp_path,
+        f'if [ "$2" = "--probe-first" ]; then\n  {py} "$3" "$4" "$5"\n'
+        f'  echo \'{{"stage": "_ready"}}\' >&3\n  exit 0\nfi\nexec {py} "$@"',
+    )
+    _p, doc = _run(llama, tmp_path, [f"--python={quits}", "--generator=tests.sandbox_factories:fine"])
+    assert doc["environment"]["probe"]["in_init_process"] is True
+    assert doc["init"]["outcome"] == "ok" and doc["init"]["probe_in_process"] is False, doc["init"]

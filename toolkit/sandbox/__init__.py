@@ -747,8 +747,8 @@ class WarmInit:
         return ProbeResult(data, outcome, "", None, self.python, in_init=True)
 
     def run(self, req: InitRequest) -> InitOutcome | None:
-        """The init in the waiting child; None when this child cannot run ``req`` (the caller
-        closes it and runs the init on its own)."""
+        """The init in the waiting child; None when this child cannot run ``req``, or ended before
+        it took it (the caller closes it and runs the init on its own)."""
         if self.state != "waiting" or req.multi_rank or self.key != _warm_key_of(req):
             return None
         self.state = "done"
@@ -756,8 +756,12 @@ class WarmInit:
             (self.dir / "request.json").write_text(json.dumps(req.child_request(), default=str), encoding="utf-8")
             self.on_event = req.on_event
             self.proc.restart_clock(req.timeout)
-            self.proc.tell(b"go\n")  # a child already gone is told nothing: its outcome says why
+            self.proc.tell(b"go\n")
             proc = self.proc.wait()
+            if proc.returncode == 0 and not proc.events and not (self.dir / "result.json").exists():
+                # It ended on its own while it waited (child.py exits 0 when its stdin closes) and
+                # never took the request: nothing of the init ran, so it runs afresh.
+                return None
             return _single_outcome(req, proc, self.dir, self.before, probe_shared=True)
         finally:
             self._tmp.cleanup()
