@@ -34,6 +34,7 @@ from npu_preflight.formats.jsonload import JsonLoadError, load_file
 from npu_preflight.generators import GENERATORS_DIR
 from npu_preflight.model import DeviceChoice, DeviceKind
 from npu_preflight.proc import Containment, ProcOutcome, Supervised, tail
+from npu_preflight.sandbox.child import INIT_STARTS
 from npu_preflight.sandbox.classify import Classified, classify, from_result
 
 if TYPE_CHECKING:
@@ -632,10 +633,6 @@ def _single_outcome(
     if c.outcome == "interrupted":
         raise Interrupted(outcome)
     return outcome
-
-
-#: What the child writes to stdout and stderr when its init starts after its probe (child.py).
-INIT_STARTS = "npu-preflight: the probe ended here; the init's own output follows"
 
 
 def _after_probe(text: str) -> str:
