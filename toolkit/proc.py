@@ -180,22 +180,20 @@ class Supervised:
         self.started: dict[str, Any] = {}
         self.exited: dict[str, Any] = {}
         self.ready = False  # the child said its first part is done (a ``_ready`` event)
+        self.ready_after: float | None = None  # how long after its start, by the supervisor's clock
         self.eof = False
         self._buf = b""
 
     # -- talking to it -----------------------------------------------------------------------
 
-    def tell(self, data: bytes) -> bool:
-        """Write to the child's stdin; False when it is gone."""
+    def tell(self, data: bytes) -> None:
+        """Write to the child's stdin (nothing happens when it is gone: its outcome says why)."""
         fd = self.stdin_w
         if fd is None:
-            return False
-        try:
+            return
+        with contextlib.suppress(OSError):
             while data:
                 data = data[os.write(fd, data) :]
-        except OSError:
-            return False
-        return True
 
     def _order(self, line: str) -> None:
         if self.control_w is not None:
@@ -227,6 +225,8 @@ class Supervised:
             self.exited.update(msg)
         elif kind == "ready":
             self.ready = True
+            after = msg.get("after_s")
+            self.ready_after = float(after) if isinstance(after, (int, float)) and after >= 0 else None
         elif kind == "event" and self.on_event is not None and isinstance(msg.get("event"), dict):
             with contextlib.suppress(Exception):  # a progress display must never stop the run
                 self.on_event(msg["event"])

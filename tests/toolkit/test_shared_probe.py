@@ -246,3 +246,17 @@ def test_a_process_that_ends_while_it_waits(llama: Path, tmp_path: Path) -> None
     _p, doc = _run(llama, tmp_path, [f"--python={quits}", "--generator=tests.sandbox_factories:fine"])
     assert doc["environment"]["probe"]["in_init_process"] is True
     assert doc["init"]["outcome"] == "ok" and doc["init"]["probe_in_process"] is False, doc["init"]
+
+
+def test_the_probe_duration_is_the_probes_own(llama: Path) -> None:
+    # the tool asks for the probe long after the process finished it: the reported duration is how
+    # long the probe took (the supervisor's clock), not how long the tool took to ask
+    ctx = Context(llama, MC, options=RunOptions(device="cpu"), env=dict(os.environ))
+    try:
+        ctx.prefetch({"init_outcome"})
+        time.sleep(12)
+        probe = ctx.probe
+    finally:
+        ctx.close()
+    assert probe.in_init
+    assert 0 < probe.to_dict()["probe"]["duration_s"] < 10

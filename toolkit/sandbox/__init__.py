@@ -22,7 +22,6 @@ import re
 import signal
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -725,10 +724,7 @@ class WarmInit:
 
         if self.state != "probing":
             return None
-        t0 = self.proc.started_at
-        ready = self.proc.wait_ready(self.probe_timeout + READY_GRACE_S)
-        took = time.monotonic() - t0
-        if not ready:
+        if not self.proc.wait_ready(self.probe_timeout + READY_GRACE_S):
             outcome = self.close()
             if outcome is not None and outcome.timed_out:
                 why = f"timed out after {self.probe_timeout:.0f}s"
@@ -740,6 +736,8 @@ class WarmInit:
             return None
         self.state = "waiting"
         containment = dict(self.proc.started.get("containment") or {})
+        # how long the probe took, by the supervisor: not when this side got round to asking
+        took = self.proc.ready_after or 0.0
         outcome = ProcOutcome(None, None, False, took, None, containment=containment)
         return ProbeResult(data, outcome, "", None, self.python, in_init=True)
 

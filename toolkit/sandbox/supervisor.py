@@ -585,7 +585,7 @@ class Supervisor:
             if self.awaiting_ready:
                 self.awaiting_ready = False
                 self.deadline = float("inf")
-                self.send({"type": "ready"})
+                self.send({"type": "ready", "after_s": round(time.monotonic() - self.started, 4)})
             return
         if ev["stage"] == "_sandbox":
             if ev.get("read_only_mount"):
