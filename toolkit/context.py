@@ -616,8 +616,9 @@ class Context:
 
     def prefetch(self, needed: set[str]) -> None:
         """Start, in the background, the facts among ``needed`` that run in child processes and
-        need nothing the checks compute (today: the chat template renders). Never raises: a
-        failure here is met again, and reported, when the fact is asked for."""
+        need nothing the checks compute: the chat template renders, and the one-process init's
+        process (which probes first). Never raises: a failure here is met again, and reported,
+        when the fact is asked for."""
         if "chat_renders" in needed and self._pending_renders is None and "chat_renders" not in self._facts:
             try:
                 self._start_renders()

@@ -143,25 +143,17 @@ def _trace(text: str) -> str:
 def run(ctx: Context, specs: Sequence[CheckSpec], policy: Policy) -> Report:
     """Run ``specs`` in phase order against ``ctx`` and build the report (never raises for a check;
     Ctrl-C ends the run early with a report)."""
+    try:
+        return _run(ctx, specs, policy)
+    finally:
+        ctx.close()  # whatever prefetch started and nothing collected
+
+
+def _run(ctx: Context, specs: Sequence[CheckSpec], policy: Policy) -> Report:
     started = time.perf_counter()
     created = _now()
     results: list[CheckResult] = []
     on_check = ctx.progress.on_check
-    try:
-        return _run(ctx, specs, policy, started, created, results, on_check)
-    finally:
-        ctx.close()
-
-
-def _run(
-    ctx: Context,
-    specs: Sequence[CheckSpec],
-    policy: Policy,
-    started: float,
-    created: str,
-    results: list[CheckResult],
-    on_check: Callable[[CheckSpec], None] | None,
-) -> Report:
     interrupted = False
     try:
         ctx.prefetch({name for s in specs if policy.selected(s.id) for name in s.requires})
