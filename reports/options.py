@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from npu_preflight.records import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class RenderOptions:
     """Colour (terminal), the explain text of every check (HTML, SARIF), the terminal width."""
 

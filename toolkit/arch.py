@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
+
+from npu_preflight.records import frozen
 
 Shape = tuple[int | None, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class Dims:
     """The dimensions the checks compare against, normalised across families."""
 
@@ -48,7 +50,7 @@ class Dims:
 PACKED_ATTENTION = frozenset({"fused_qkv", "w_pack", "wqkv", "glm"})
 
 
-@dataclass(frozen=True)
+@frozen
 class Family:
     """A family's tensor naming and layout.
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from npu_preflight.errors import Unavailable
 from npu_preflight.model import DeviceChoice, DeviceKind
+from npu_preflight.records import frozen
 
 if TYPE_CHECKING:
     from npu_preflight.probe import ProbeResult
@@ -15,7 +15,7 @@ GIB = 1024**3
 NO_BF16_SOCS = frozenset(range(100, 105)) | frozenset(range(200, 206))
 
 
-@dataclass(frozen=True)
+@frozen
 class DeviceSpec:
     """One device: its kind, memory, bf16 support and where the figures come from."""
 

@@ -20,8 +20,9 @@ import select
 import signal
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from npu_preflight.records import frozen
 
 TIMEOUT_S = 5.0
 MEMORY_BYTES = 512 * 1024 * 1024
@@ -45,7 +46,7 @@ SHAPES: dict[str, list[dict[str, str]]] = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class RenderResult:
     """One template: the conversation shapes that rendered, and why the others did not."""
 

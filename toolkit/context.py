@@ -29,6 +29,7 @@ from npu_preflight.formats.lfs import LfsPointer, read_pointer
 from npu_preflight.formats.safetensors import Header, SafetensorsError, TensorInfo, read_header
 from npu_preflight.mconfig import ModelConfig
 from npu_preflight.model import CheckSpec, DeviceChoice, FactName
+from npu_preflight.records import frozen
 
 if TYPE_CHECKING:
     from npu_preflight.arch import Dims, Family
@@ -59,7 +60,7 @@ T = TypeVar("T")
 Backend = Literal["mindie-atb", "mindie-other", "generic", "unknown"]
 
 
-@dataclass(frozen=True)
+@frozen
 class EffectiveConfig:
     """config.json's language-model part completed with its family's defaults."""
 
@@ -67,7 +68,7 @@ class EffectiveConfig:
     defaulted: frozenset[str]
 
 
-@dataclass(frozen=True)
+@frozen
 class RunOptions:
     """Everything the user chose on the command line that checks may look at."""
 
@@ -98,7 +99,7 @@ class RunOptions:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-@dataclass(frozen=True)
+@frozen
 class Progress:
     """Callbacks the app hands down for progress display (all optional; none of them may raise)."""
 
@@ -108,7 +109,7 @@ class Progress:
     on_deep: Callable[[int, int], Callable[[int, int], None]] | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Entry:
     """One directory entry of the weights folder, from lstat (symlinks are not followed)."""
 
@@ -140,12 +141,12 @@ class Entry:
         return "/" not in self.rel
 
 
-@dataclass(frozen=True)
+@frozen
 class EmptyFile:
     """A weight file of zero bytes."""
 
 
-@dataclass(frozen=True)
+@frozen
 class NotRegular:
     """A weight-file name that is not a regular file (a FIFO, a device, a socket)."""
 
@@ -155,7 +156,7 @@ class NotRegular:
 HeaderOutcome = Header | SafetensorsError | LfsPointer | EmptyFile | NotRegular
 
 
-@dataclass(frozen=True)
+@frozen
 class Located:
     """A tensor and the file that holds it."""
 
@@ -179,12 +180,12 @@ class Listing:
         return self._by_rel.get(rel)
 
 
-@dataclass(frozen=True)
+@frozen
 class _Unavailable:
     reason: str
 
 
-@dataclass(frozen=True)
+@frozen
 class _Failed:
     fact: str
     trace: str

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from npu_preflight.model import Report, Status
+from npu_preflight.records import frozen
 
 #: reason pattern → what would enable the checks it blocks.
 _ENABLE = (
@@ -31,7 +31,7 @@ _ENABLE = (
 )
 
 
-@dataclass(frozen=True)
+@frozen
 class SkipGroup:
     """Checks skipped for one reason, and what would run them."""
 

@@ -24,6 +24,7 @@ from typing import Any
 
 from npu_preflight.formats.files import FileReadError, open_regular
 from npu_preflight.formats.safetensors import Header, TensorInfo
+from npu_preflight.records import frozen
 
 #: Bytes per read. 1 MiB measured best both ways: the buffer stays in the CPU cache between the
 #: read, the hash and the scan (warm: +15% over 16 MiB), and reads no larger than the kernel's
@@ -38,7 +39,7 @@ PREFETCH_STEP = 4 * CHUNK
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
 
 
-@dataclass(frozen=True)
+@frozen
 class FloatKind:
     """How to read one float dtype through integer views."""
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import field
+
+from npu_preflight.records import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class VisibleDevices:
     """``ASCEND_RT_VISIBLE_DEVICES`` parsed: the ids, and what is wrong with the value."""
 

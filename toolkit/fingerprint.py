@@ -7,10 +7,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-from dataclasses import dataclass
 from pathlib import Path
 
 from npu_preflight.formats.files import FileReadError, open_regular, read_fd
+from npu_preflight.records import frozen
 
 MAX_ENTRIES = 100_000
 #: Files up to this size are hashed (configs, tokenizers, indexes — what an init might rewrite)...
@@ -19,7 +19,7 @@ HASH_FILE_LIMIT = 16 * 1024 * 1024
 HASH_BUDGET = 256 * 1024 * 1024
 
 
-@dataclass(frozen=True)
+@frozen
 class Mark:
     """What is recorded of one entry."""
 

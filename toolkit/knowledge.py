@@ -14,10 +14,10 @@ list is what ``get_model`` will actually accept.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
+from npu_preflight.records import frozen
 from npu_preflight.schemas import load
 
 
@@ -82,7 +82,7 @@ def with_defaults(cfg: Mapping[str, Any]) -> tuple[dict[str, Any], frozenset[str
     return out, frozenset(added)
 
 
-@dataclass(frozen=True)
+@frozen
 class MindieSupport:
     """Whether MindIE's ATB backend has an implementation for a model type."""
 

@@ -12,18 +12,18 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from npu_preflight.model import Finding, Report
+from npu_preflight.records import frozen
 
 MAX_LOCATE_BYTES = 4 * 1024 * 1024
 _STRUCTURED = (".json", ".yaml", ".yml")
 
 
-@dataclass(frozen=True)
+@frozen
 class Place:
     """A finding's file (absolute), its path relative to the workspace (None when outside), and line."""
 

@@ -8,13 +8,13 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from npu_preflight.formats.files import FileReadError, open_regular, read_fd, read_regular
 from npu_preflight.formats.jsonload import JsonLoadError, load_file
 from npu_preflight.formats.lfs import read_pointer
+from npu_preflight.records import frozen
 
 if TYPE_CHECKING:
     from npu_preflight.deep import DeepScan
@@ -29,7 +29,7 @@ class ManifestError(Exception):
     """The manifest cannot be read."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Expected:
     """What a file should be: its size and sha256 (or git blob sha1), and where that claim comes from."""
 
@@ -39,7 +39,7 @@ class Expected:
     source: str
 
 
-@dataclass(frozen=True)
+@frozen
 class Mismatch:
     """A file that is not what the reference says."""
 

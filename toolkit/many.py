@@ -16,16 +16,16 @@ import sys
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 
 from npu_preflight.formats.jsonload import JsonLoadError, load_file
+from npu_preflight.records import frozen
 
 MAX_FOLDERS = 10_000
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 
 
-@dataclass(frozen=True)
+@frozen
 class FolderResult:
     """One folder's outcome."""
 

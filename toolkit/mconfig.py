@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 from npu_preflight.errors import UsageError
 from npu_preflight.formats.jsonload import JsonLoadError, load_file
+from npu_preflight.records import frozen
 
 MAX_MODEL_CONFIG_BYTES = 10 * 1024 * 1024
 #: Longest numeric string converted; ``int()`` of longer text is refused (and MindIE's ranges stop
@@ -88,7 +89,7 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-@dataclass(frozen=True)
+@frozen
 class ModelConfig:
     """The model_config as given (``raw``), as MindIE reads it (``values``), and where it came from."""
 
@@ -194,7 +195,7 @@ class ModelConfig:
         return dict(self.raw)
 
 
-@dataclass(frozen=True)
+@frozen
 class Violation:
     """One schema violation: the key's path, what is wrong, what is allowed."""
 

@@ -32,10 +32,11 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from npu_preflight.formats.safetensors import DTYPE_BITS, FLOAT_DTYPES, TORCH_NAME, TensorInfo
+from npu_preflight.records import frozen
 
 if TYPE_CHECKING:
     from npu_preflight.arch import Dims, Family
@@ -59,7 +60,7 @@ ROWWISE = ("o_proj.weight", "down_proj.weight", "w2.weight", "wo.weight", "dense
 MAX_SEQ_CAP = 1_000_000
 
 
-@dataclass(frozen=True)
+@frozen
 class KvPlan:
     """The KV cache sizing."""
 
@@ -77,7 +78,7 @@ class KvPlan:
     tensors_per_layer: int
 
 
-@dataclass(frozen=True)
+@frozen
 class Plan:
     """Every term of the per-rank plan, and how it compares with the budget."""
 
@@ -292,7 +293,7 @@ class Plan:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class PlanInputs:
     """Everything the plan is computed from, as plain values (``context.py`` gathers them)."""
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any, Literal, get_args
+
+from npu_preflight.records import frozen
 
 if TYPE_CHECKING:
     from npu_preflight.context import Context
@@ -92,7 +94,7 @@ class Status(str, enum.Enum):
     ERRORED = "errored"
 
 
-@dataclass(frozen=True)
+@frozen
 class Location:
     """Where a finding points: a file (relative to the weights folder), a tensor, a key, an env var."""
 
@@ -123,7 +125,7 @@ class Location:
         return " ".join(parts)
 
 
-@dataclass(frozen=True)
+@frozen
 class Hit:
     """What a check yields; the runner turns it into a :class:`Finding` with the check's id."""
 
@@ -134,7 +136,7 @@ class Hit:
     severity: Severity | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Finding:
     """One problem (or note) found by a check."""
 
@@ -180,7 +182,7 @@ class Finding:
 CheckFunc = Callable[["Context"], Iterable[Hit]]
 
 
-@dataclass(frozen=True)
+@frozen
 class CheckSpec:
     """A registered check: its stable id, title, default severity, phase and documentation."""
 
@@ -195,7 +197,7 @@ class CheckSpec:
     source: str = ""
 
 
-@dataclass(frozen=True)
+@frozen
 class CheckResult:
     """The outcome of running one check."""
 
@@ -206,7 +208,7 @@ class CheckResult:
     duration_s: float = 0.0
 
 
-@dataclass(frozen=True)
+@frozen
 class CheckRecord:
     """A check as stored in a report (no function attached): what renderers of stored reports use."""
 
@@ -249,7 +251,7 @@ class CheckRecord:
         )
 
 
-@dataclass(frozen=True)
+@frozen
 class Report:
     """Everything the renderers need; serialises to the JSON contract (schemas/report.schema.json)."""
 

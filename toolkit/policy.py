@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from npu_preflight.model import Report, Severity
+from npu_preflight.records import frozen
 
 EXIT_READY = 0
 EXIT_NOT_READY = 1
@@ -19,7 +18,7 @@ def parse_ids(value: str | None) -> tuple[str, ...]:
     return tuple(p.strip().upper() for p in value.split(",") if p.strip())
 
 
-@dataclass(frozen=True)
+@frozen
 class Policy:
     """Selection by id prefix and the severity at which the verdict turns ``not_ready``."""
 

@@ -24,11 +24,12 @@ import fnmatch
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from npu_preflight.errors import UsageError
+from npu_preflight.records import frozen
 
 FILE_NAME = ".npu-preflight.toml"
 MAX_BYTES = 1024 * 1024
@@ -49,7 +50,7 @@ KEYS: dict[str, tuple[type | tuple[type, ...], str]] = {
 }
 
 
-@dataclass(frozen=True)
+@frozen
 class FolderIgnore:
     """Checks ignored for the folders a glob matches, and why."""
 
@@ -58,7 +59,7 @@ class FolderIgnore:
     reason: str
 
 
-@dataclass(frozen=True)
+@frozen
 class PolicyFile:
     """A loaded policy file."""
 

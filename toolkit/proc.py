@@ -22,9 +22,11 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
+
+from npu_preflight.records import frozen
 
 SUPERVISOR = Path(__file__).resolve().parent / "sandbox" / "supervisor.py"
 TOKEN_VAR = "NPU_PREFLIGHT_SANDBOX"
@@ -34,7 +36,7 @@ Containment = Literal["auto", "subreaper"]
 EventFn = Callable[[Mapping[str, Any]], None]
 
 
-@dataclass(frozen=True)
+@frozen
 class ProcOutcome:
     """How a contained child ended, as the supervisor saw it."""
 

@@ -14,10 +14,10 @@ a weight) and named from config.json where it says more:
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from npu_preflight.formats.safetensors import TensorInfo
+from npu_preflight.records import frozen
 
 FP8_DTYPES = frozenset({"F8_E4M3", "F8_E5M2", "F8_E4M3FNUZ", "F8_E5M2FNUZ"})
 #: Companion tensors a quantised weight stores beside it (matched on the last name component).
@@ -42,7 +42,7 @@ AUX_SUFFIXES = (
 _MINDIE_W8A8 = ("deq_scale", "quant_bias", "input_scale", "input_offset")
 
 
-@dataclass(frozen=True)
+@frozen
 class Quantization:
     """The scheme a folder's weights use (``method`` None: plain floating-point weights)."""
 

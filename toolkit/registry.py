@@ -7,7 +7,6 @@ from __future__ import annotations
 import inspect
 import re
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from types import ModuleType
 
 from npu_preflight.errors import UsageError
@@ -22,6 +21,7 @@ from npu_preflight.model import (
     RuleBackend,
     Severity,
 )
+from npu_preflight.records import frozen
 
 ID_PATTERN = re.compile(r"^(CFG|MC|ENV|WT|ARCH|TOK|SEC|MEM|INIT|DATA|DIST)\d{3}$")
 _ATTR = "__preflight_spec__"
@@ -80,7 +80,7 @@ def specs_in(module: ModuleType) -> list[CheckSpec]:
     return out
 
 
-@dataclass(frozen=True)
+@frozen
 class Registry:
     """Every check of the modules it was built from, ordered by phase then id."""
 

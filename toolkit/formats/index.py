@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from npu_preflight.formats.jsonload import JsonLoadError, load_file
+from npu_preflight.records import frozen
 
 INDEX_NAME = "model.safetensors.index.json"
 MAX_INDEX_BYTES = 64 * 1024 * 1024
@@ -17,7 +18,7 @@ class IndexFormatError(Exception):
     """The index is not a usable ``{"metadata": ..., "weight_map": {...}}`` document."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Index:
     """A parsed index. ``total_size`` is None when absent; duplicates are tensor names seen twice."""
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 
 from npu_preflight.formats.files import FileReadError, read_head
+from npu_preflight.records import frozen
 
 MAX_POINTER_BYTES = 1024
 _SPEC = b"version https://git-lfs.github.com/spec/"
@@ -14,7 +14,7 @@ _OID = re.compile(r"^oid sha256:([0-9a-f]{64})$", re.M)
 _SIZE = re.compile(r"^size (\d+)$", re.M)
 
 
-@dataclass(frozen=True)
+@frozen
 class LfsPointer:
     """A parsed pointer: the sha256 of the real file and its size (either may be unknown)."""
 

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 
 from npu_preflight.formats.files import FileReadError, open_regular
 from npu_preflight.formats.pickle_sniff import NPY_MAGIC, ZIP_MAGICS, looks_like_pickle
+from npu_preflight.records import frozen
 
 #: Arguments longer than this are skipped by seeking, never read.
 MAX_INLINE_ARG = 1 << 20
@@ -242,14 +243,14 @@ class InflateSource:
 # -- the simulated unpickler ----------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@frozen
 class Str:
     """A str on the stack (None when too long to have been read)."""
 
     value: str | None
 
 
-@dataclass(frozen=True)
+@frozen
 class Global:
     """A global the unpickler resolved (imported)."""
 
@@ -260,7 +261,7 @@ class Global:
         return f"{self.module}.{self.name}"
 
 
-@dataclass(frozen=True)
+@frozen
 class Made:
     """An object made by calling ``target`` (a Global, or None for other values)."""
 

@@ -13,13 +13,14 @@ from __future__ import annotations
 
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import field
 from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
 from npu_preflight.formats.files import FileReadError, open_regular, read_fd
 from npu_preflight.formats.jsonload import JsonLoadError, Loaded, pair_count, parse_text, paused_gc
+from npu_preflight.records import frozen
 
 MAX_HEADER_BYTES = 100_000_000
 U64_MAX = 2**64 - 1
@@ -75,7 +76,7 @@ class SafetensorsError(Exception):
         self.tensor = tensor
 
 
-@dataclass(frozen=True)
+@frozen
 class TensorInfo:
     """One tensor's header entry; offsets are relative to the start of the byte buffer."""
 
@@ -99,7 +100,7 @@ class TensorInfo:
         return self.numel * DTYPE_BITS[self.dtype] // 8
 
 
-@dataclass(frozen=True)
+@frozen
 class Problem:
     """A fault found in a header that did parse: a layout error or a leniency the library allows."""
 
@@ -108,7 +109,7 @@ class Problem:
     tensor: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Header:
     """A parsed header: tensors in file order, metadata, and what was odd about it."""
 

@@ -13,10 +13,10 @@ from __future__ import annotations
 
 import base64
 import binascii
-from dataclasses import dataclass
 from pathlib import Path
 
 from npu_preflight.formats.files import FileReadError, read_regular
+from npu_preflight.records import frozen
 
 MAX_VOCAB_FILE_BYTES = 256 * 1024 * 1024
 MAX_PIECES = 10_000_000
@@ -26,7 +26,7 @@ class VocabFormatError(Exception):
     """The file is neither a sentencepiece model nor a tiktoken vocabulary."""
 
 
-@dataclass(frozen=True)
+@frozen
 class VocabFile:
     """How many ids a vocabulary file defines."""
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
 from npu_preflight.formats.jsonload import PRESCAN_LIMIT, JsonLoadError, load_file, loads, paused_gc, read_regular
+from npu_preflight.records import frozen
 
 MAX_TOKENIZER_BYTES = 512 * 1024 * 1024
 
@@ -15,7 +16,7 @@ class TokenizerFormatError(Exception):
     """tokenizer.json is not a usable tokenizer description."""
 
 
-@dataclass(frozen=True)
+@frozen
 class TokenizerInfo:
     """The vocabulary a tokenizer.json defines."""
 

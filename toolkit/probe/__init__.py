@@ -6,11 +6,12 @@ import re
 import sys
 import tempfile
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Literal
 
 from npu_preflight.proc import ProcOutcome, Supervised, tail
+from npu_preflight.records import frozen
 
 SCRIPT = Path(__file__).with_name("probe_script.py")
 
@@ -18,7 +19,7 @@ SCRIPT = Path(__file__).with_name("probe_script.py")
 ImportFailureKind = Literal["cann-missing", "autoload-failure", "abi-mismatch", "torch-missing", "other"]
 
 
-@dataclass(frozen=True)
+@frozen
 class ImportFailure:
     """A classified import failure: what kind, the missing library, the explanation and the fix."""
 
@@ -77,7 +78,7 @@ def classify_import_error(text: str) -> ImportFailure:
     return ImportFailure("other", first, lib, "the import raised an unexpected error.", "See the message.")
 
 
-@dataclass(frozen=True)
+@frozen
 class ProbeResult:
     """What the probe saw, or why it saw nothing."""
 

@@ -23,7 +23,7 @@ import signal
 import sys
 import tempfile
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from npu_preflight.formats.jsonload import JsonLoadError, load_file
 from npu_preflight.generators import GENERATORS_DIR
 from npu_preflight.model import DeviceChoice, DeviceKind
 from npu_preflight.proc import Containment, ProcOutcome, Supervised, tail
+from npu_preflight.records import frozen
 from npu_preflight.sandbox.child import INIT_STARTS
 from npu_preflight.sandbox.classify import Classified, classify, from_result
 
@@ -44,7 +45,7 @@ MAX_RESULT_BYTES = 4 * 1024 * 1024
 EventFn = Callable[[Mapping[str, Any]], None]
 
 
-@dataclass(frozen=True)
+@frozen
 class InitRequest:
     """Everything the sandboxed init needs, as plain values."""
 
@@ -127,7 +128,7 @@ class InitRequest:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class RankOutcome:
     """One rank of a multi-rank init: how it ended and what it measured."""
 
@@ -168,7 +169,7 @@ class RankOutcome:
         }
 
 
-@dataclass(frozen=True)
+@frozen
 class InitOutcome:
     """What the sandboxed init did."""
 

@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 import signal
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any, Literal
 
 from npu_preflight.probe import classify_import_error
 from npu_preflight.proc import ProcOutcome
+from npu_preflight.records import frozen
 
 Outcome = Literal[
     "ok",
@@ -40,7 +40,7 @@ ACCELERATE = re.compile(r"requires `?accelerate`?")
 OOM_HINTS = ("Cannot allocate memory", "std::bad_alloc", "MemoryError", "out of memory")
 
 
-@dataclass(frozen=True)
+@frozen
 class Classified:
     """An outcome and its one-line summary, with what was asked for and which library was missing."""
 
