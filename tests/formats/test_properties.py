@@ -126,6 +126,8 @@ TWISTS = {
     "many digits": lambda t: t.replace("{", '{"added_tokens": ' + "9" * 5000 + ", ", 1),
     "exponent": lambda t: t.replace("{", '{"model": {"vocab": {"a": 1e2}, "type": 1E400}, ', 1),
     "BOM": lambda t: "\ufeff" + t,
+    # bytes that are not UTF-8 inside a key msgspec skips: the generator's read_to_string fails
+    "not UTF-8 where skipped": lambda t: t.replace("{", '{"merges": ["a \udcff"], ', 1),
     "trailing": lambda t: t + " x",
 }
 
@@ -175,6 +177,17 @@ def test_tokenizer_fast_read_takes_large_files_only(tmp_path: Path) -> None:
     assert got is not None and len(got["model"]["vocab"]) == 120_000 and "merges" not in got["model"]
     p = _write(tmp_path, big)
     assert read_tokenizer_json(p).size == 120_000
+
+
+def test_large_tokenizer_with_bad_bytes_where_msgspec_skips_is_refused(tmp_path: Path) -> None:
+    """Bytes that are not UTF-8 in ``merges`` (which msgspec skips unchecked) fail the read, as they
+    fail the generator's; the message names the byte."""
+    good = json.dumps({"model": {"vocab": {f"t{i}": i for i in range(120_000)}, "merges": ["a b"]}}).encode()
+    bad = good.replace(b'"a b"', b'"a \xff"')
+    assert b"\xff" in bad and len(bad) > 1024 * 1024
+    assert read_tokenizer_json(_write(tmp_path, good)).size == 120_000
+    with pytest.raises(TokenizerFormatError, match="not UTF-8"):
+        read_tokenizer_json(_write(tmp_path, bad))
 
 
 def test_tokenizer_without_msgspec(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
