@@ -10,10 +10,11 @@ from dataclasses import field
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from npu_preflight.records import frozen
+from tests.props import prop
 
 
 def both(make: Any) -> tuple[type, type]:
@@ -250,7 +251,7 @@ def build(deco: Any, specs: list[tuple[str, bool, bool, bool | None]]) -> type:
     return deco(type("Gen", (), ns))
 
 
-@settings(max_examples=150)
+@prop(150)
 @given(FIELD_SPECS, st.data())
 def test_generated_classes_match_stdlib(specs, data):
     s_cls, o_cls = build(dataclasses.dataclass(frozen=True), specs), build(frozen, specs)
