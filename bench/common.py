@@ -72,6 +72,22 @@ def median_run(cmd: Sequence[str], n: int) -> tuple[float, int]:
     return statistics.median(walls), max(rss)
 
 
+def median_runs(cmds: Sequence[Sequence[str]], n: int) -> list[tuple[float, int]]:
+    """``median_run`` for several commands in alternating rounds (each command once per round, after
+    one warm-up each), so that this machine's drifting background load falls on all of them alike
+    rather than on whichever ran during a busy spell. Median wall and max peak RSS per command."""
+    for cmd in cmds:
+        run(cmd)
+    walls: list[list[float]] = [[] for _ in cmds]
+    rss: list[list[int]] = [[] for _ in cmds]
+    for _ in range(n):
+        for i, cmd in enumerate(cmds):
+            w, r, _ = run(cmd, check=True)
+            walls[i].append(w)
+            rss[i].append(r)
+    return [(statistics.median(w), max(r)) for w, r in zip(walls, rss, strict=True)]
+
+
 def mib(n: float) -> str:
     return f"{n / 2**20:.1f} MiB"
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.common import OUT, PY, median_run, mib, table
+from bench.common import OUT, PY, median_runs, mib, table
 from bench.memory_bench import SETS, model
 
 PLAIN = """
@@ -20,7 +20,7 @@ print("ok")
 """
 
 
-def main(n: int = 3) -> float:
+def main(n: int = 5) -> float:
     folder = model("M")
     sets = [a for s in SETS for a in ("--set", s)]
     ours = [
@@ -35,9 +35,8 @@ def main(n: int = 3) -> float:
         "--out",
         str(OUT / "full-report"),
     ]
-    w_ours, r_ours = median_run(ours, n)
-    w_plain, r_plain = median_run([PY, "-c", PLAIN, str(folder)], n)
-    print(f"full check vs plain from_pretrained + forward, model M (242.5 MiB bf16), median of {n}")
+    (w_ours, r_ours), (w_plain, r_plain) = median_runs([ours, [PY, "-c", PLAIN, str(folder)]], n)
+    print(f"full check vs plain from_pretrained + forward, model M (242.5 MiB bf16), median of {n} alternating rounds")
     print(
         table(
             [
@@ -57,4 +56,4 @@ def main(n: int = 3) -> float:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)

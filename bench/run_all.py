@@ -33,7 +33,7 @@ def main() -> None:
         ("scaling", lambda: scaling_bench.main(3 if quick else 5)),
         ("pickle", lambda: pickle_bench.main(2 if quick else 5)),
         ("memory", lambda: memory_bench.main(1 if quick else 3)),
-        ("full", lambda: full_bench.main(1 if quick else 3)),
+        ("full", lambda: full_bench.main(1 if quick else 5)),
         ("multirank", lambda: multirank_bench.main(1 if quick else 3)),
         ("report", lambda: report_bench.main(3 if quick else 5)),
         ("deep", lambda: deep_bench.main(1 if quick else 3)),
