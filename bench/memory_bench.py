@@ -103,8 +103,13 @@ def main(repeats: int = 3) -> dict:
         subprocess.run(
             [PY, "-c", SANDBOXED, str(m), *SETS], env={**env(), "WRITE_REQUEST": str(req)}, cwd=REPO, check=True
         )
-        sandboxed = statistics.median(timed([PY, "-c", SANDBOXED, str(m), *SETS]) for _ in range(repeats))
-        inproc = statistics.median(timed([PY, "-c", IN_PROCESS, str(req)]) for _ in range(repeats))
+        # alternating rounds, so that the machine's drifting background load falls on both alike
+        pairs = [
+            (timed([PY, "-c", SANDBOXED, str(m), *SETS]), timed([PY, "-c", IN_PROCESS, str(req)]))
+            for _ in range(repeats)
+        ]
+        sandboxed = statistics.median(p[0] for p in pairs)
+        inproc = statistics.median(p[1] for p in pairs)
         weights = mem["weights_bytes"]
         rows.append(
             [
@@ -133,7 +138,7 @@ def main(repeats: int = 3) -> dict:
         [PY, "-c", "import torch; print(torch.__version__)"], capture_output=True, text=True
     ).stdout.strip()
     print(
-        f"sandboxed transformers init on CPU (torch {torch_version}), max_seq_len 2048 × batch 4, median of {repeats}"
+        f"sandboxed transformers init on CPU (torch {torch_version}), max_seq_len 2048 × batch 4, median of {repeats} alternating rounds"
     )
     print(
         table(

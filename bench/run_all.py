@@ -32,7 +32,7 @@ def main() -> None:
         ("static", lambda: static_bench.main(3 if quick else 7)),
         ("scaling", lambda: scaling_bench.main(3 if quick else 5)),
         ("pickle", lambda: pickle_bench.main(2 if quick else 5)),
-        ("memory", lambda: memory_bench.main(1 if quick else 3)),
+        ("memory", lambda: memory_bench.main(1 if quick else 5)),
         ("full", lambda: full_bench.main(1 if quick else 5)),
         ("multirank", lambda: multirank_bench.main(1 if quick else 3)),
         ("report", lambda: report_bench.main(3 if quick else 5)),
