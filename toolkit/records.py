@@ -91,38 +91,41 @@ def _hash(self: Any) -> int:
 
 
 def _init_source(fields: tuple[dataclasses.Field[Any], ...], post_init: bool) -> tuple[str, dict[str, Any]]:
-    """The ``__init__`` for these fields, as source, and the globals it reads."""
-    env: dict[str, Any] = {"_set": _set, "_FACTORY": _FACTORY}
-    params, body = ["self"], []
+    """The ``__init__`` for these fields, as source, and the globals it reads. Its own names start
+    with ``__frozen_`` (as dataclasses' start with ``__dataclass_``), so that a field may be called
+    ``self`` or anything else without shadowing them."""
+    env: dict[str, Any] = {"__frozen_set__": _set, "__frozen_factory__": _FACTORY}
+    params, body = ["__frozen_self__"], []
     seen_default = False
     for f in fields:
         has_default = f.default is not dataclasses.MISSING
         has_factory = f.default_factory is not dataclasses.MISSING
+        default, factory = f"__frozen_d_{f.name}__", f"__frozen_f_{f.name}__"
         if f.init:
             if has_default:
-                env[f"_d_{f.name}"] = f.default
-                params.append(f"{f.name}=_d_{f.name}")
+                env[default] = f.default
+                params.append(f"{f.name}={default}")
                 seen_default = True
             elif has_factory:
-                env[f"_f_{f.name}"] = f.default_factory
-                params.append(f"{f.name}=_FACTORY")
+                env[factory] = f.default_factory
+                params.append(f"{f.name}=__frozen_factory__")
                 seen_default = True
             elif seen_default:
                 raise TypeError(f"non-default argument {f.name!r} follows default argument")
             else:
                 params.append(f.name)
-            value = f"_f_{f.name}() if {f.name} is _FACTORY else {f.name}" if has_factory else f.name
+            value = f"{factory}() if {f.name} is __frozen_factory__ else {f.name}" if has_factory else f.name
         elif has_default:
-            env[f"_d_{f.name}"] = f.default
-            value = f"_d_{f.name}"
+            env[default] = f.default
+            value = default
         elif has_factory:
-            env[f"_f_{f.name}"] = f.default_factory
-            value = f"_f_{f.name}()"
+            env[factory] = f.default_factory
+            value = f"{factory}()"
         else:
             continue
-        body.append(f"    _set(self, {f.name!r}, {value})")
+        body.append(f"    __frozen_set__(__frozen_self__, {f.name!r}, {value})")
     if post_init:
-        body.append("    self.__post_init__()")
+        body.append("    __frozen_self__.__post_init__()")
     return f"def __init__({', '.join(params)}):\n" + ("\n".join(body) or "    pass") + "\n", env
 
 

@@ -267,3 +267,22 @@ def test_generated_classes_match_stdlib(specs, data):
     assert dataclasses.astuple(o1) == dataclasses.astuple(s1)
     o_r, s_r = outcome(lambda: o_cls(*args, *args, 0)), outcome(lambda: s_cls(*args, *args, 0))
     assert o_r[0] == s_r[0] and (o_r[0] == "ok" or o_r[1] == s_r[1])
+
+
+def test_field_names_cannot_shadow_the_generated_init_s_own():
+    def make(deco: Any) -> type:
+        @deco
+        class Odd:
+            """Fields named like what a generated __init__ might use itself."""
+
+            self: int
+            _set: int = 1
+            _FACTORY: list[int] = field(default_factory=list)
+            object: int = 2
+
+        return Odd
+
+    s, o = both(make)
+    for args in [(0,), (0, 5, [1], 3)]:
+        assert repr(o(*args)) == repr(s(*args))
+    assert o(self=3).self == 3 and o(0)._FACTORY == [] and o(0)._FACTORY is not o(0)._FACTORY
