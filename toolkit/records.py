@@ -147,9 +147,8 @@ def frozen(cls: type[T]) -> type[T]:
         raise TypeError(f"{cls.__qualname__}: keyword-only fields are not supported by @frozen")
     source, env = _init_source(fields, post_init=hasattr(cls, "__post_init__"))
     namespace: dict[str, Any] = {}
-    exec(
-        compile(source, f"<@frozen {cls.__qualname__}.__init__>", "exec"), env, namespace
-    )  # our own generated source, as dataclasses does
+    # our own generated source, compiled as dataclasses compiles its own
+    exec(compile(source, f"<@frozen {cls.__qualname__}.__init__>", "exec"), env, namespace)
     init = namespace["__init__"]
     init.__qualname__ = f"{cls.__qualname__}.__init__"
     init.__module__ = cls.__module__
