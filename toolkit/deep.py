@@ -11,6 +11,7 @@ count (a slower pass) runs only on chunks that contain them.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import threading
@@ -37,6 +38,12 @@ CHUNK = 1024 * 1024
 PREFETCH_AHEAD = 8 * CHUNK
 PREFETCH_STEP = 4 * CHUNK
 _WILLNEED = getattr(os, "POSIX_FADV_WILLNEED", None)
+#: The advice is a system call per ``PREFETCH_STEP`` that walks the page cache: 2-3% of a warm
+#: scan, for nothing. So a file is first read with ``RWF_NOWAIT``, which returns only what the
+#: page cache holds; the advice starts at the first byte that had to come from the disk, and stays
+#: on for the rest of that file. Where the flag does not exist, every read is advised as before.
+_PREADV = hasattr(os, "preadv")
+_NOWAIT = getattr(os, "RWF_NOWAIT", None) if _PREADV else None
 
 
 @frozen
@@ -292,13 +299,25 @@ def scan_file(
     first = 0  # first tensor that may still overlap
     size = 0
     try:
-        with open_regular(path) as fd, os.fdopen(os.dup(fd), "rb", buffering=0) as fh:
-            size = os.fstat(fh.fileno()).st_size
+        with open_regular(path) as fd:
+            size = os.fstat(fd).st_size
             advised = 0
+            cold = _NOWAIT is None  # no way to ask the page cache: advise every read
             while not stop.is_set():
-                if _WILLNEED is not None and advised < min(pos + PREFETCH_AHEAD, size):
+                n = 0 if cold else _cached(fd, view, pos)
+                if n is None:  # the file system does not take RWF_NOWAIT
+                    cold, n = True, 0
+                if not cold and n < CHUNK and pos + n < size:
+                    # the page cache lacks the next byte: this file is read from the disk, and
+                    # advised from that byte on
+                    cold, advised = True, pos + n
+                if cold and _WILLNEED is not None and advised < min(pos + PREFETCH_AHEAD, size):
                     advised = _prefetch(fd, advised, pos + PREFETCH_AHEAD + PREFETCH_STEP)
-                n = fh.readinto(buf)
+                while n < CHUNK:  # the rest of the chunk, waiting for the disk if need be
+                    got = _read_at(fd, view[n:], pos + n)
+                    if not got:
+                        break
+                    n += got
                 if not n:
                     break
                 chunk = view[:n]
@@ -326,6 +345,29 @@ def scan_file(
     if progress is not None:
         progress(0, 1)
     return FileScan(rel, size, h.hexdigest(), [s for _, _, s in stats])
+
+
+def _cached(fd: int, view: memoryview, pos: int) -> int | None:
+    """Bytes read at ``pos`` from the page cache alone (``RWF_NOWAIT``: never waits for the disk;
+    fewer than asked when a page is missing), or None when the file system does not take the flag."""
+    try:
+        return os.preadv(fd, [view], pos, _NOWAIT)  # type: ignore[arg-type]
+    except BlockingIOError:  # nothing at pos is cached
+        return 0
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+            return None
+        raise
+
+
+def _read_at(fd: int, view: memoryview, pos: int) -> int:
+    """Read at ``pos`` into ``view``, waiting for the disk if need be (``pread`` and a copy where
+    ``os.preadv`` does not exist)."""
+    if _PREADV:
+        return os.preadv(fd, [view], pos)
+    data = os.pread(fd, len(view), pos)
+    view[: len(data)] = data
+    return len(data)
 
 
 def _prefetch(fd: int, start: int, end: int) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -138,19 +139,22 @@ def test_report_integrity_section_hashes_match(llama: Path) -> None:
     assert r.integrity["tensors"] > 10
 
 
+@pytest.mark.parametrize("cache", ["warm", "cold", "no RWF_NOWAIT"])
 @pytest.mark.parametrize("advice", ["works", "refused"])
 def test_prefetch_advice_never_changes_what_is_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, advice: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, advice: str, cache: str
 ) -> None:
     """Files longer than the prefetch window hash the same whether the kernel takes the advice or
-    refuses it (some file systems do)."""
+    refuses it (some file systems do), and whether the page cache holds them or not. A file the
+    page cache holds is not advised at all; one it does not hold is advised from its start, in
+    contiguous requests, as is every file where ``RWF_NOWAIT`` cannot tell."""
     import threading
 
     from npu_preflight import deep
 
     data = os.urandom(3 * deep.PREFETCH_AHEAD + 12345)
     path = tmp_path / "blob.bin"
-    path.write_bytes(data)
+    path.write_bytes(data)  # just written: in the page cache
     calls: list[tuple[int, int]] = []
     real = os.posix_fadvise
 
@@ -161,13 +165,125 @@ def test_prefetch_advice_never_changes_what_is_read(
         real(fd, offset, length, what)
 
     monkeypatch.setattr(deep.os, "posix_fadvise", fake)
+    if cache == "cold":
+        monkeypatch.setattr(deep, "_cached", lambda fd, view, pos: 0)  # nothing is in the cache
+    elif cache == "no RWF_NOWAIT":
+        real_preadv = os.preadv
+
+        def no_flag(fd: int, buffers: list[memoryview], offset: int, flags: int = 0) -> int:
+            if flags:
+                raise OSError(errno.EOPNOTSUPP, "Operation not supported")
+            return real_preadv(fd, buffers, offset)
+
+        monkeypatch.setattr(deep.os, "preadv", no_flag)
     scan = deep.scan_file(path, "blob.bin", None, threading.Event())
     assert scan.sha256 == hashlib.sha256(data).hexdigest() and scan.size == len(data) and not scan.error
-    if advice == "refused":
+    if cache == "warm":
+        assert calls == [], "a cached file costs no advice"
+    elif advice == "refused":
         assert len(calls) == 1  # asked once, then left alone
     else:  # contiguous requests that cover the file from its start
         assert calls[0][0] == 0 and all(a[0] + a[1] == b[0] for a, b in itertools.pairwise(calls))
         assert calls[-1][0] + calls[-1][1] >= len(data)
+
+
+def test_a_file_evicted_from_the_page_cache_is_advised(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The real kernel, no fake: once the file's pages are dropped, RWF_NOWAIT finds them missing
+    and the scan asks for them ahead of the read."""
+    import threading
+
+    from npu_preflight import deep
+
+    if deep._NOWAIT is None:
+        pytest.skip("no RWF_NOWAIT on this platform: every read is advised")
+    data = os.urandom(3 * deep.PREFETCH_AHEAD)
+    path = tmp_path / "blob.bin"
+    path.write_bytes(data)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+        if deep._cached(fd, memoryview(bytearray(deep.CHUNK)), 0) == deep.CHUNK:
+            pytest.skip("this file system keeps the pages (tmpfs): nothing to evict")
+        os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+    finally:
+        os.close(fd)
+    calls: list[int] = []
+    real = os.posix_fadvise
+    monkeypatch.setattr(deep.os, "posix_fadvise", lambda fd, off, n, what: (calls.append(off), real(fd, off, n, what)))
+    scan = deep.scan_file(path, "blob.bin", None, threading.Event())
+    assert scan.sha256 == hashlib.sha256(data).hexdigest()
+    assert calls and calls[0] < deep.CHUNK, calls
+
+
+@prop(150)
+@given(st.data())
+def test_scan_is_the_same_whatever_the_reads_return(
+    tmp_path_factory: pytest.TempPathFactory, data: st.DataObject
+) -> None:
+    """Reads that stop short anywhere — from the page cache or from the disk — change neither the
+    digest nor any tensor's statistics: each chunk is filled before it is scanned."""
+    import threading
+
+    from safetensors.numpy import save_file
+
+    from npu_preflight import deep
+    from npu_preflight.formats.safetensors import read_header
+
+    folder = tmp_path_factory.mktemp("reads")
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**32 - 1)))
+    arrays = {
+        "a": rng.standard_normal(data.draw(st.integers(1, 3000))).astype(np.float32),
+        "b": rng.integers(-5, 5, size=data.draw(st.integers(1, 3000))).astype(np.int16),
+        "c": np.array([np.nan, np.inf, -np.inf, 0.0, -2.5] * data.draw(st.integers(1, 300)), np.float16),
+    }
+    path = folder / "m.safetensors"
+    save_file(arrays, str(path))
+    header = read_header(path)
+    ref = deep.scan_file(path, "m", header, threading.Event())
+    cuts = data.draw(st.lists(st.integers(0, 9000), min_size=1, max_size=40))
+    steps = itertools.cycle(cuts)
+    real_cached, real_read = deep._cached, deep._read_at
+
+    def short_cached(fd: int, view: memoryview, pos: int) -> int | None:
+        k = min(next(steps), len(view))
+        return real_cached(fd, view[:k], pos) if k else 0
+
+    def short_read(fd: int, view: memoryview, pos: int) -> int:
+        return real_read(fd, view[: max(1, min(next(steps), len(view)))], pos)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(deep, "CHUNK", data.draw(st.sampled_from([7, 64, 4096, 65536])))
+        mp.setattr(deep, "_cached", short_cached)
+        mp.setattr(deep, "_read_at", short_read)
+        got = deep.scan_file(path, "m", header, threading.Event())
+    assert got.sha256 == ref.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [t.to_dict() for t in got.tensors] == [t.to_dict() for t in ref.tensors]
+
+
+def test_cached_read_says_when_the_flag_is_not_taken(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from npu_preflight import deep
+
+    if deep._NOWAIT is None:
+        pytest.skip("no RWF_NOWAIT on this platform")
+    path = tmp_path / "f"
+    path.write_bytes(b"x" * 10)
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        view = memoryview(bytearray(16))
+        assert deep._cached(fd, view, 0) == 10
+        for err, want in ((errno.EOPNOTSUPP, None), (errno.EAGAIN, 0)):
+
+            def raising(*_a: object, err: int = err) -> int:
+                raise BlockingIOError(err, "x") if err == errno.EAGAIN else OSError(err, "x")
+
+            monkeypatch.setattr(deep.os, "preadv", raising)
+            assert deep._cached(fd, view, 0) == want
+        monkeypatch.setattr(deep.os, "preadv", lambda *_a: (_ for _ in ()).throw(OSError(errno.EIO, "I/O error")))
+        with pytest.raises(OSError, match="I/O error"):
+            deep._cached(fd, view, 0)
+    finally:
+        os.close(fd)
 
 
 def test_manifest_catches_a_single_flipped_byte(llama: Path, tmp_path: Path) -> None:
