@@ -186,7 +186,7 @@ def test_large_tokenizer_with_bad_bytes_where_msgspec_skips_is_refused(tmp_path:
     bad = good.replace(b'"a b"', b'"a \xff"')
     assert b"\xff" in bad and len(bad) > 1024 * 1024
     assert read_tokenizer_json(_write(tmp_path, good)).size == 120_000
-    with pytest.raises(TokenizerFormatError, match="not UTF-8"):
+    with pytest.raises(TokenizerFormatError, match=r"not UTF-8 \(byte \d+\)"):
         read_tokenizer_json(_write(tmp_path, bad))
 
 
