@@ -75,8 +75,7 @@ def _frozen_delattr(self: Any, name: str) -> None:
 
 @reprlib.recursive_repr()
 def _repr(self: Any) -> str:
-    values = self.__record_repr__(self)
-    inner = ", ".join(f"{n}={v!r}" for n, v in zip(self.__record_repr_names__, values, strict=True))
+    inner = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__record_repr_names__)
     return f"{self.__class__.__qualname__}({inner})"
 
 
@@ -173,7 +172,6 @@ def frozen(cls: type[T]) -> type[T]:
     if not explicit_hash:
         cls.__hash__ = _hash  # type: ignore[method-assign]
     cls.__record_repr_names__ = repr_names  # type: ignore[attr-defined]
-    cls.__record_repr__ = staticmethod(_tuple_of(repr_names))  # type: ignore[attr-defined]
     cls.__record_key__ = staticmethod(_tuple_of(cmp_names))  # type: ignore[attr-defined]
     cls.__record_hash__ = staticmethod(_tuple_of(hash_names))  # type: ignore[attr-defined]
     if not had_doc:
