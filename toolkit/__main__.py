@@ -1,6 +1,6 @@
 """``python -m npu_preflight`` runs the CLI."""
 
-from npu_preflight.cli import main
+from npu_preflight.cli import run
 
 if __name__ == "__main__":
-    main()
+    run()

@@ -1,0 +1,115 @@
+"""The program's end (``cli.run`` / ``cli.end_process``): the process ends without the interpreter's
+teardown, yet everything a normal exit shows outside the process still happens — the exit status,
+atexit handlers, buffered output, running threads, a failed flush."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PYTHON, REPO, cli_env, validate_report
+
+
+def _script(body: str, *, stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
+    code = "import atexit, sys, threading, time\nfrom npu_preflight.cli import end_process\n" + textwrap.dedent(body)
+    env = cli_env()
+    env.pop("PYTHONUNBUFFERED", None)  # stdout really buffered, as for most users
+    return subprocess.run(
+        [PYTHON, "-c", code], stdout=stdout, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO, timeout=60
+    )
+
+
+def test_atexit_runs_buffered_output_arrives_teardown_skipped() -> None:
+    p = _script(
+        """
+        class Noisy:
+            def __del__(self):
+                print("torn down", flush=True)
+        keep = Noisy()
+        atexit.register(lambda: print("atexit ran"))
+        sys.stdout.write("no newline, still buffered")  # a pipe: block-buffered until the flush
+        end_process(4)
+        """
+    )
+    assert p.returncode == 4, p.stderr
+    assert p.stdout == "no newline, still bufferedatexit ran\n"
+    assert "torn down" not in p.stdout + p.stderr  # the teardown, which would free ``keep``, was skipped
+
+
+def test_run_ends_through_end_process() -> None:
+    p = _script(
+        """
+        from npu_preflight.cli import run
+        class Noisy:
+            def __del__(self):
+                print("torn down", flush=True)
+        keep = Noisy()
+        sys.argv = ["npu-preflight", "--version"]
+        run()
+        """
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("npu-preflight, version ") and "torn down" not in p.stdout
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "stderr"),
+    [("None", 0, ""), ("0", 0, ""), ("7", 7, ""), ("255", 255, ""), ("'bad input'", 1, "bad input\n"), ("True", 1, "")],
+)
+def test_status_as_sys_exit_gives_it(code: str, status: int, stderr: str) -> None:
+    for how in (f"end_process({code})", f"sys.exit({code})"):
+        p = _script(how)
+        assert (p.returncode, p.stderr) == (status, stderr), how
+
+
+def test_a_running_thread_is_waited_for(tmp_path: Path) -> None:
+    done = tmp_path / "done"
+    p = _script(
+        f"""
+        def late():
+            time.sleep(0.5)
+            open({str(done)!r}, "w").write("finished")
+        threading.Thread(target=late).start()
+        end_process(5)
+        """
+    )
+    assert p.returncode == 5, p.stderr
+    assert done.read_text() == "finished"
+
+
+def test_a_failed_flush_is_status_120_as_in_cpython() -> None:
+    """stdout a pipe nobody reads any more: the buffered text fails at the final flush."""
+    for how in ("end_process(0)", "sys.exit(0)"):
+        read_end, write_end = os.pipe()
+        os.close(read_end)
+        try:
+            p = _script(f"sys.stdout.write('x' * 10)\n{how}\n", stdout=write_end)
+        finally:
+            os.close(write_end)
+        assert p.returncode == 120, (how, p.stderr)
+
+
+def test_the_installed_program_ends_through_run(llama: Path, tmp_path: Path) -> None:
+    """The console script and ``python -m`` both end through ``run``: the reports are whole, the
+    terminal text complete, the status the verdict's."""
+    script = Path(PYTHON).parent / "npu-preflight"
+    assert "npu_preflight.cli import run" in script.read_text()
+    for i, argv in enumerate(([str(script)], [PYTHON, "-m", "npu_preflight"])):
+        out = tmp_path / f"rep{i}"
+        p = subprocess.run(
+            [*argv, "check", str(llama), "--static", "--out", str(out)],
+            capture_output=True,
+            text=True,
+            env=cli_env(),
+            cwd=REPO,
+            timeout=120,
+        )
+        assert p.returncode == 0, p.stderr
+        assert p.stdout.startswith("READY") and " · checks: " in p.stdout
+        validate_report(json.loads((out / "report.json").read_text()))
+        assert (out / "report.html").read_text().rstrip().endswith("</html>")
