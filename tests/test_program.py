@@ -57,6 +57,21 @@ def test_run_ends_through_end_process() -> None:
     assert p.stdout.startswith("npu-preflight, version ") and "torn down" not in p.stdout
 
 
+def test_a_profiler_gets_its_report() -> None:
+    """``python -m cProfile -m npu_preflight``: the profile is printed once the program returns."""
+    env = cli_env()
+    p = subprocess.run(
+        [PYTHON, "-m", "cProfile", "-m", "npu_preflight", "--version"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=60,
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.startswith("npu-preflight, version ") and "function calls" in p.stdout
+
+
 @pytest.mark.parametrize(
     ("code", "status", "stderr"),
     [("None", 0, ""), ("0", 0, ""), ("7", 7, ""), ("255", 255, ""), ("'bad input'", 1, "bad input\n"), ("True", 1, "")],

@@ -1241,14 +1241,15 @@ def end_process(code: str | int | None) -> NoReturn:
     headers, every module — which is 15–30 ms of a 0.1–0.2 s static check (bench/RESULTS.md) and
     changes nothing outside the process. What a normal exit does that is seen outside is done
     first: the atexit handlers run and stdout and stderr are flushed, and a failed flush makes the
-    status 120, as it does in CPython. Where that is not all — a code that is not an int, or a
-    non-daemon thread still running — this falls back to ``sys.exit``."""
+    status 120, as it does in CPython. Where that is not all — a code that is not an int, a
+    non-daemon thread still running, or a profiler or tracer (cProfile, a debugger) that reports
+    once the program returns — this falls back to ``sys.exit``."""
     import atexit
     import threading
 
     main_thread = threading.main_thread()
     others = [t for t in threading.enumerate() if t is not main_thread and not t.daemon and t.is_alive()]
-    if others or threading.current_thread() is not main_thread:
+    if others or threading.current_thread() is not main_thread or sys.getprofile() or sys.gettrace():
         sys.exit(code)
     if code is None:
         code = 0
