@@ -83,13 +83,20 @@ def test_index_documents(tmp_path_factory: pytest.TempPathFactory, doc: dict[str
 
 # -- tokenizer files ---------------------------------------------------------------------------
 
+#: Tokens: any text, and text made of the characters a vocabulary read as a JSON array changes
+tokens = st.text(max_size=8) | st.text(alphabet=st.sampled_from('ab{}[]:,"\\é\u0120'), max_size=5)
+ids = st.integers(min_value=0, max_value=10**6)
+#: Object vocabularies: all ids (the lists path), or one other JSON value among them
+vocab_objects = st.dictionaries(tokens, ids, max_size=8) | st.tuples(
+    st.dictionaries(tokens, ids, max_size=8), tokens, json_scalars
+).map(lambda t: {**t[0], t[1]: t[2]})
 tokenizer_docs = st.fixed_dictionaries(
     {},
     optional={
         "model": st.one_of(
             json_values,
             st.fixed_dictionaries(
-                {"vocab": st.one_of(json_values, st.dictionaries(st.text(max_size=8), json_values, max_size=8))},
+                {"vocab": st.one_of(json_values, vocab_objects, vocab_objects.map(lambda v: {**v, "bad": -1}))},
                 optional={"type": json_values, "merges": json_values, "dropout": json_values},
             ),
         ),
@@ -129,14 +136,41 @@ TWISTS = {
     # bytes that are not UTF-8 inside a key msgspec skips: the generator's read_to_string fails
     "not UTF-8 where skipped": lambda t: t.replace("{", '{"merges": ["a \udcff"], ', 1),
     "trailing": lambda t: t + " x",
+    # an object vocabulary with a token twice (the later id wins), written alike or with an escape;
+    # the first copy holds the largest id, which the tokenizer then never emits
+    "token twice": lambda t: t.replace('"vocab": {', '"vocab": {"top": 99999, "a": 5, "top": 3, ', 1),
+    "token twice, escaped": lambda t: t.replace('"vocab": {', '"vocab": {"{x": 99999, "\\u007bx": 1, ', 1),
+    "token twice, one escaped": lambda t: t.replace('"vocab": {', '"vocab": {"dup": 99999, "\\u0064up": 7, ', 1),
+    "brackets": lambda t: t.replace('"vocab": {', '"vocab": {"[x": 99999, "{x": 4, ":": 5, ",": 6, ', 1),
 }
+
+
+#: Texts looked up in every vocabulary the properties read, besides its own tokens.
+PROBES = ("", "a", "x", "dup", "top", "{x", "[x", ":", ",", "<|special_0|>", "\u0120the")
+
+
+def _outcome(doc: Any) -> Any:
+    """What the checks can see of a parsed tokenizer.json: the error, or the info's fields, its
+    whole vocabulary and the answer to every lookup."""
+    from npu_preflight.formats.tokenizer import tokenizer_info
+
+    try:
+        info = tokenizer_info(doc)
+    except TokenizerFormatError as exc:
+        return ("error", str(exc))
+    whole = dict(info.token_to_id.items())
+    lookups = {t: info.token_to_id.get(t) for t in (*whole, *PROBES)}
+    assert lookups == {t: whole.get(t) for t in lookups}
+    assert all((t in info.token_to_id) == (t in whole) for t in lookups)
+    return (info.model_type, info.max_id, info.added, whole, len(info.token_to_id), lookups)
 
 
 def _fast_read_matches_general(raw: bytes) -> None:
     """msgspec's read of the keys the checks use equals the general parser's, key by key and type
-    by type (``True`` is not ``1``), or it declines and the general parser decides."""
+    by type (``True`` is not ``1``), or it declines and the general parser decides; and the
+    tokenizer the checks see from it — error, largest id, lookups — is the general parser's."""
     from npu_preflight.formats.jsonload import JsonLoadError, loads
-    from npu_preflight.formats.tokenizer import _read_needed
+    from npu_preflight.formats.tokenizer import _Pairs, _read_needed
 
     fast = _read_needed(raw, min_bytes=0)
     if fast is None:
@@ -151,13 +185,57 @@ def _fast_read_matches_general(raw: bytes) -> None:
         "model": {"type": model.get("type"), "vocab": model.get("vocab")} if isinstance(model, dict) else model,
         "added_tokens": ref.get("added_tokens"),
     }
-    assert json.dumps(fast, sort_keys=True) == json.dumps(want, sort_keys=True)
+    vocab = fast["model"]["vocab"] if isinstance(fast["model"], dict) else None
+    plain = {**fast, "model": {**fast["model"], "vocab": vocab.exact()}} if isinstance(vocab, _Pairs) else fast
+    assert json.dumps(plain, sort_keys=True) == json.dumps(want, sort_keys=True)
+    fresh = _read_needed(raw, min_bytes=0)  # tokenizer_info consumes its doc
+    assert _outcome(fresh) == _outcome(loads(raw, max_depth=64, track_duplicates=False).value)
 
 
 @prop(500)
 @given(tokenizer_docs, st.sampled_from(sorted(TWISTS)), st.booleans())
 def test_tokenizer_fast_read_gives_what_json_gives(doc: dict[str, Any], twist: str, ascii_only: bool) -> None:
     _fast_read_matches_general(TWISTS[twist](json.dumps(doc, ensure_ascii=ascii_only)).encode("utf-8", "surrogatepass"))
+
+
+@pytest.mark.parametrize("twist", sorted(TWISTS))
+def test_tokenizer_fast_read_with_each_twist(twist: str) -> None:
+    """Each twist on a document it applies to, whatever the generated ones happened to hit."""
+    doc = {"model": {"type": "BPE", "vocab": {"b": 2, "c": 0, "é": 1}}, "added_tokens": [{"id": 1, "content": "c"}]}
+    for ascii_only in (True, False):
+        _fast_read_matches_general(
+            TWISTS[twist](json.dumps(doc, ensure_ascii=ascii_only)).encode("utf-8", "surrogatepass")
+        )
+
+
+def _escaped(text: str) -> str:
+    """``text`` as a JSON string with every character written as an escape (UTF-16 units)."""
+    units = text.encode("utf-16-be")
+    return '"' + "".join(f"\\u{int.from_bytes(units[i : i + 2]):04x}" for i in range(0, len(units), 2)) + '"'
+
+
+@prop(400)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["a", "top", "{", "[", ":", ",", "a:b", "é", "[x]", "{x}"]) | tokens,
+            ids | ids | json_scalars,
+            st.sampled_from(["plain", "ascii", "escaped"]),
+        ),
+        max_size=10,
+    ),
+    st.lists(st.tuples(tokens, ids), max_size=3),
+)
+def test_object_vocabulary_with_repeats_and_escapes(
+    entries: list[tuple[str, Any, str]], added: list[tuple[str, int]]
+) -> None:
+    """An object vocabulary written by hand: tokens repeated (the later wins), written plainly, as
+    ASCII escapes or as escapes throughout, values mostly ids. The lists' answers are the dict's."""
+    written = {"plain": lambda k: json.dumps(k, ensure_ascii=False), "ascii": json.dumps, "escaped": _escaped}
+    body = ", ".join(f"{written[how](k)}: {json.dumps(v)}" for k, v, how in entries)
+    extra = json.dumps([{"id": i, "content": c} for c, i in added])
+    text = '{"model": {"type": "BPE", "vocab": {' + body + '}}, "added_tokens": ' + extra + "}"
+    _fast_read_matches_general(text.encode("utf-8", "surrogatepass"))
 
 
 @prop(300)
@@ -174,9 +252,36 @@ def test_tokenizer_fast_read_takes_large_files_only(tmp_path: Path) -> None:
     assert tokenizer._read_needed(small) is None  # the general parser and its depth bound
     big = json.dumps({"model": {"vocab": {f"t{i}": i for i in range(120_000)}, "merges": ["a b"] * 10}}).encode()
     got = tokenizer._read_needed(big)
-    assert got is not None and len(got["model"]["vocab"]) == 120_000 and "merges" not in got["model"]
+    assert got is not None and len(got["model"]["vocab"].ids) == 120_000 and "merges" not in got["model"]
     p = _write(tmp_path, big)
     assert read_tokenizer_json(p).size == 120_000
+
+
+def test_large_vocabulary_read_as_lists_answers_as_the_dict() -> None:
+    """A real-size vocabulary with the tokens the lists cannot answer alone — brackets, colons,
+    escapes, a token twice — reads, looks up and sizes as ``json.loads`` has it."""
+    from npu_preflight.formats import tokenizer
+    from npu_preflight.formats.jsonload import loads
+
+    vocab = {f"t{i}": i for i in range(120_000)}
+    vocab.update({"{": 120_000, "[": 120_001, ":": 120_002, ",": 120_003, "a:b": 120_004, "\u0120x": 120_005})
+    added = [{"id": 120_010, "content": "[PAD]"}, {"id": 3, "content": "t7"}]
+    text = json.dumps({"model": {"type": "BPE", "vocab": vocab}, "added_tokens": added})
+    # the same token twice, the second an escape of the first, holding the largest id first
+    text = text.replace('"vocab": {', '"vocab": {"dup": 999999, "\\u0064up": 9, ', 1)
+    raw = text.encode()
+    fast = tokenizer.tokenizer_info(tokenizer._read_needed(raw))
+    ref = tokenizer.tokenizer_info(loads(raw, track_duplicates=False).value)
+    assert not isinstance(fast.token_to_id, dict) and isinstance(ref.token_to_id, dict)  # the lists, and the dict
+    assert (
+        (fast.max_id, fast.added, fast.model_type)
+        == (ref.max_id, ref.added, ref.model_type)
+        == (120_010, ref.added, "BPE")
+    )
+    probes = ["dup", "{", "[", ":", ",", "a:b", "\u0120x", "[PAD]", "t7", "t0", "t119999", "missing", "[x"]
+    assert [fast.token_to_id.get(t) for t in probes] == [ref.token_to_id.get(t) for t in probes]
+    assert fast.token_to_id.get("dup") == 9 and fast.token_to_id["t7"] == 3
+    assert dict(fast.token_to_id.items()) == ref.token_to_id and len(fast.token_to_id) == len(ref.token_to_id)
 
 
 def test_large_tokenizer_with_bad_bytes_where_msgspec_skips_is_refused(tmp_path: Path) -> None:
