@@ -15,8 +15,10 @@ import pytest
 from tests.conftest import PYTHON, REPO, cli_env, validate_report
 
 
-def _script(body: str, *, stdout: int | None = subprocess.PIPE) -> subprocess.CompletedProcess[str]:
-    code = "import atexit, sys, threading, time\nfrom npu_preflight.cli import end_process\n" + textwrap.dedent(body)
+def _script(
+    body: str, *, stdout: int | None = subprocess.PIPE, preamble: str = "from npu_preflight.cli import end_process\n"
+) -> subprocess.CompletedProcess[str]:
+    code = "import atexit, sys, threading, time\n" + preamble + textwrap.dedent(body)
     env = cli_env()
     env.pop("PYTHONUNBUFFERED", None)  # stdout really buffered, as for most users
     return subprocess.run(
@@ -55,6 +57,31 @@ def test_run_ends_through_end_process() -> None:
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("npu-preflight, version ") and "torn down" not in p.stdout
+
+
+def test_the_cli_imports_with_the_collector_off_and_runs_with_it_on() -> None:
+    """``__main__.main``: nothing the imports made is walked again (frozen), and the run itself
+    collects as usual — a long check-many or deep scan must not grow without bound."""
+    p = _script(
+        """
+        import gc
+        from npu_preflight.__main__ import main
+        during_imports = []
+        def seen(phase, info):
+            cli = sys.modules.get("npu_preflight.cli")
+            if phase == "start" and not hasattr(cli, "run"):  # not imported yet, or half-way
+                during_imports.append(info["generation"])
+        gc.callbacks.append(seen)
+        def report():
+            print(gc.isenabled(), gc.get_freeze_count() > 10_000, during_imports)
+        atexit.register(report)
+        sys.argv = ["npu-preflight", "--version"]
+        main()
+        """,
+        preamble="",  # the CLI not imported yet
+    )
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.splitlines()[-1] == "True True []"
 
 
 def test_a_profiler_gets_its_report() -> None:
@@ -113,7 +140,7 @@ def test_the_installed_program_ends_through_run(llama: Path, tmp_path: Path) -> 
     """The console script and ``python -m`` both end through ``run``: the reports are whole, the
     terminal text complete, the status the verdict's."""
     script = Path(PYTHON).parent / "npu-preflight"
-    assert "npu_preflight.cli import run" in script.read_text()
+    assert "from npu_preflight.__main__ import main" in script.read_text()
     for i, argv in enumerate(([str(script)], [PYTHON, "-m", "npu_preflight"])):
         out = tmp_path / f"rep{i}"
         p = subprocess.run(

@@ -86,7 +86,7 @@ def test_index_documents(tmp_path_factory: pytest.TempPathFactory, doc: dict[str
 #: Tokens: any text, and text made of the characters a vocabulary read as a JSON array changes
 tokens = st.text(max_size=8) | st.text(alphabet=st.sampled_from('ab{}[]:,"\\é\u0120'), max_size=5)
 ids = st.integers(min_value=0, max_value=10**6)
-#: Object vocabularies: all ids (the lists path), or one other JSON value among them
+#: Object vocabularies: all ids (the tuples path), or one other JSON value among them
 vocab_objects = st.dictionaries(tokens, ids, max_size=8) | st.tuples(
     st.dictionaries(tokens, ids, max_size=8), tokens, json_scalars
 ).map(lambda t: {**t[0], t[1]: t[2]})
@@ -230,7 +230,7 @@ def test_object_vocabulary_with_repeats_and_escapes(
     entries: list[tuple[str, Any, str]], added: list[tuple[str, int]]
 ) -> None:
     """An object vocabulary written by hand: tokens repeated (the later wins), written plainly, as
-    ASCII escapes or as escapes throughout, values mostly ids. The lists' answers are the dict's."""
+    ASCII escapes or as escapes throughout, values mostly ids. The tuples' answers are the dict's."""
     written = {"plain": lambda k: json.dumps(k, ensure_ascii=False), "ascii": json.dumps, "escaped": _escaped}
     body = ", ".join(f"{written[how](k)}: {json.dumps(v)}" for k, v, how in entries)
     extra = json.dumps([{"id": i, "content": c} for c, i in added])
@@ -257,8 +257,8 @@ def test_tokenizer_fast_read_takes_large_files_only(tmp_path: Path) -> None:
     assert read_tokenizer_json(p).size == 120_000
 
 
-def test_large_vocabulary_read_as_lists_answers_as_the_dict() -> None:
-    """A real-size vocabulary with the tokens the lists cannot answer alone — brackets, colons,
+def test_large_vocabulary_read_as_tuples_answers_as_the_dict() -> None:
+    """A real-size vocabulary with the tokens the tuples cannot answer alone — brackets, colons,
     escapes, a token twice — reads, looks up and sizes as ``json.loads`` has it."""
     from npu_preflight.formats import tokenizer
     from npu_preflight.formats.jsonload import loads
@@ -272,7 +272,7 @@ def test_large_vocabulary_read_as_lists_answers_as_the_dict() -> None:
     raw = text.encode()
     fast = tokenizer.tokenizer_info(tokenizer._read_needed(raw))
     ref = tokenizer.tokenizer_info(loads(raw, track_duplicates=False).value)
-    assert not isinstance(fast.token_to_id, dict) and isinstance(ref.token_to_id, dict)  # the lists, and the dict
+    assert not isinstance(fast.token_to_id, dict) and isinstance(ref.token_to_id, dict)  # the tuples, and the dict
     assert (
         (fast.max_id, fast.added, fast.model_type)
         == (ref.max_id, ref.added, ref.model_type)
@@ -282,6 +282,12 @@ def test_large_vocabulary_read_as_lists_answers_as_the_dict() -> None:
     assert [fast.token_to_id.get(t) for t in probes] == [ref.token_to_id.get(t) for t in probes]
     assert fast.token_to_id.get("dup") == 9 and fast.token_to_id["t7"] == 3
     assert dict(fast.token_to_id.items()) == ref.token_to_id and len(fast.token_to_id) == len(ref.token_to_id)
+    # tuples of strs and ints: the collector stops tracking them, and no later collection walks them
+    import gc
+
+    pairs = tokenizer._read_needed(raw)["model"]["vocab"]
+    gc.collect()
+    assert not gc.is_tracked(pairs.keys) and not gc.is_tracked(pairs.ids)
 
 
 def test_large_tokenizer_with_bad_bytes_where_msgspec_skips_is_refused(tmp_path: Path) -> None:

@@ -113,20 +113,20 @@ def _read_needed(raw: bytes, min_bytes: int = PRESCAN_LIMIT) -> dict[str, Any] |
 
 
 class _Pairs:
-    """An object vocabulary as two lists, keys and ids in file order, read without building the
+    """An object vocabulary as two tuples, keys and ids in file order, read without building the
     dict: msgspec decodes the object's bytes with ``{}:`` translated to ``[],`` — a JSON array of
     keys and values, 15 ms for 150k entries against 44 ms for the dict (its key cache and
-    inserts). The checks need the largest id and a few lookups, which the lists answer exactly;
+    inserts). The checks need the largest id and a few lookups, which the tuples answer exactly;
     anything more decodes the dict from the kept bytes (:meth:`exact`).
 
     The translation changes keys: a literal ``{``, ``}`` or ``:`` in a key reads back as ``[``,
     ``]`` or ``,``. A key that reads back with none of ``{}:[],`` is therefore exactly the file's
     key (any such character, literal or escaped, would still show), and a file key free of them
-    reads back unchanged; answers are taken from the lists only for such keys."""
+    reads back unchanged; answers are taken from the tuples only for such keys."""
 
     __slots__ = ("_exact", "ids", "keys", "raw")
 
-    def __init__(self, keys: list[str], ids: list[int], raw: bytes) -> None:
+    def __init__(self, keys: tuple[str, ...], ids: tuple[int, ...], raw: bytes) -> None:
         self.keys, self.ids, self.raw = keys, ids, raw
         self._exact: dict[str, int] | None = None
 
@@ -139,8 +139,10 @@ class _Pairs:
         global _FLAT_DECODER
         if raw[:1] == b"{":
             if _FLAT_DECODER is None:
-                # keys, and ids that are ints ≥ 0 (msgspec's int is never a bool or a float)
-                _FLAT_DECODER = msgspec.json.Decoder(list[str | Annotated[int, msgspec.Meta(ge=0)]])
+                # keys, and ids that are ints ≥ 0 (msgspec's int is never a bool or a float); a
+                # tuple, not a list: the collector stops tracking a tuple of strs and ints the first
+                # time it sees one, where it would walk a list's 300k items in every collection
+                _FLAT_DECODER = msgspec.json.Decoder(tuple[str | Annotated[int, msgspec.Meta(ge=0)], ...])
             try:
                 flat = _FLAT_DECODER.decode(raw.translate(_OBJECT_AS_ARRAY))
                 ids = flat[1::2]
@@ -183,7 +185,7 @@ class _Pairs:
 
 class _Vocabulary(Mapping[str, int]):
     """token → id over :class:`_Pairs` and the added tokens (which win): lookups come from the
-    lists; iterating, ``len`` or ``items`` decode the dict once (:meth:`_Pairs.exact`)."""
+    tuples; iterating, ``len`` or ``items`` decode the dict once (:meth:`_Pairs.exact`)."""
 
     __slots__ = ("_added", "_merged", "_pairs")
 
@@ -216,7 +218,7 @@ class _Vocabulary(Mapping[str, int]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._all())
 
-    # the views of the decoded dict: Mapping's own would look every key up in the lists, one scan each
+    # the views of the decoded dict: Mapping's own would look every key up in the tuples, one scan each
     def keys(self) -> KeysView[str]:
         return self._all().keys()
 
