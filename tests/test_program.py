@@ -73,7 +73,7 @@ def test_the_cli_imports_with_the_collector_off_and_runs_with_it_on() -> None:
                 during_imports.append(info["generation"])
         gc.callbacks.append(seen)
         def report():
-            print(gc.isenabled(), gc.get_freeze_count() > 10_000, during_imports)
+            print(gc.isenabled(), gc.get_freeze_count() > 10_000, gc.get_threshold()[0], during_imports)
         atexit.register(report)
         sys.argv = ["npu-preflight", "--version"]
         main()
@@ -81,7 +81,7 @@ def test_the_cli_imports_with_the_collector_off_and_runs_with_it_on() -> None:
         preamble="",  # the CLI not imported yet
     )
     assert p.returncode == 0, p.stderr
-    assert p.stdout.splitlines()[-1] == "True True []"
+    assert p.stdout.splitlines()[-1] == "True True 10000 []"
 
 
 def test_a_profiler_gets_its_report() -> None:
