@@ -177,6 +177,8 @@ class _Pairs:
         if not self.ids:
             return -1
         top = max(self.ids)
+        if self.ids[-1] == top:  # the last entry, which nothing overwrites: real files end with it
+            return top
         key = self.keys[self.ids.index(top)]
         if _AMBIGUOUS.isdisjoint(key) and self.keys.count(key) == 1:  # that entry survives
             return top
