@@ -155,3 +155,14 @@ def test_the_installed_program_ends_through_run(llama: Path, tmp_path: Path) -> 
         assert p.stdout.startswith("READY") and " · checks: " in p.stdout
         validate_report(json.loads((out / "report.json").read_text()))
         assert (out / "report.html").read_text().rstrip().endswith("</html>")
+
+
+def test_the_install_adds_no_import_hook_to_start_up() -> None:
+    """``make`` installs the package in strict editable mode: a path on ``sys.path``, not the import
+    hook of the default mode, which every interpreter start in the venv would import (README,
+    Developing). A plain ``pip install -e .`` fails this; ``make setup-run`` installs it right."""
+    p = subprocess.run([PYTHON, "-X", "importtime", "-c", "import npu_preflight"], capture_output=True, text=True)
+    assert p.returncode == 0, p.stderr
+    imported = [line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if "|" in line]
+    assert "npu_preflight" in imported
+    assert not [m for m in imported if "editable" in m], imported
