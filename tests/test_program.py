@@ -166,3 +166,22 @@ def test_the_install_adds_no_import_hook_to_start_up() -> None:
     imported = [line.rsplit("|", 1)[-1].strip() for line in p.stderr.splitlines() if "|" in line]
     assert "npu_preflight" in imported
     assert not [m for m in imported if "editable" in m], imported
+
+
+@pytest.mark.parametrize("closed", [1, 2])
+def test_a_closed_stdout_or_stderr_still_runs_and_writes_the_reports(llama: Path, tmp_path: Path, closed: int) -> None:
+    """Started with descriptor 1 or 2 closed (Python then makes ``sys.stdout``/``sys.stderr`` None):
+    the check runs, writes its reports and exits with the verdict's status, not an internal error."""
+    out = tmp_path / "rep"
+    other = subprocess.PIPE
+    p = subprocess.run(
+        [PYTHON, "-m", "npu_preflight", "check", str(llama), "--static", "--out", str(out)],
+        stdout=subprocess.DEVNULL if closed == 1 else other,
+        stderr=subprocess.DEVNULL if closed == 2 else other,
+        preexec_fn=lambda: os.close(closed),
+        env=cli_env(),
+        cwd=REPO,
+        timeout=120,
+    )
+    assert p.returncode == 0, (p.stdout, p.stderr)
+    validate_report(json.loads((out / "report.json").read_text()))

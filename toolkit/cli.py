@@ -248,6 +248,15 @@ def main(color: str) -> None:
 _COLOR_MODE = "auto"
 
 
+def _is_tty(stream: Any) -> bool:
+    """Whether ``stream`` is a terminal: False for a closed one too (Python makes ``sys.stderr`` None
+    when the process starts with descriptor 2 closed, as some service managers start it)."""
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
 def use_color(stream: Any = None) -> bool:
     """--color always/never, else NO_COLOR (https://no-color.org) off, FORCE_COLOR on, else a tty."""
     if _COLOR_MODE != "auto":
@@ -256,18 +265,12 @@ def use_color(stream: Any = None) -> bool:
         return False
     if os.environ.get("FORCE_COLOR"):
         return True
-    try:
-        return bool((stream or sys.stdout).isatty())
-    except (AttributeError, ValueError):
-        return False
+    return _is_tty(stream or sys.stdout)
 
 
 def _width() -> int | None:
     """The terminal's width when stdout is one (text is wrapped to it), else None (CI logs: no wrap)."""
-    try:
-        if not sys.stdout.isatty():
-            return None
-    except (AttributeError, ValueError):
+    if not _is_tty(sys.stdout):
         return None
     import shutil
 
@@ -506,7 +509,7 @@ def check(
             cached = _replace(cached, options={**cached.options, "cache_hit": True, "cache_key": cache_key})
             failed_render = _emit(cached, fmt, out)
             sys.exit(EXIT_INTERNAL if failed_render else exit_code(cached))
-    tty = fmt == "text" and sys.stderr.isatty()
+    tty = fmt == "text" and _is_tty(sys.stderr)
     if tty:
         progress = Progress(_progress_printer(), _init_progress, _deep_progress)
     else:  # CI logs: plain lines, a phase or an init stage at a time, never silent through a long init
@@ -1136,7 +1139,7 @@ def _scan_all(weights: Path, workers: int | None) -> Any:
         if e.is_file and not e.rel.startswith((".cache/", ".git/"))
     ]
     total = sum(e.size for e in ctx.listing.entries if e.is_file)
-    progress = _deep_progress(total, len(items)) if sys.stderr.isatty() else None
+    progress = _deep_progress(total, len(items)) if _is_tty(sys.stderr) else None
     scan = scan_paths(items, workers, progress)
     if progress is not None:
         click.echo("\r\x1b[K", nl=False, err=True)
