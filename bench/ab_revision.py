@@ -15,9 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from bench.common import OUT, PY, REPO, median_runs
+from bench.common import OUT, PY, REPO, llama70b, median_runs
 from bench.static_bench import PEER_A
-from tests.factory import build_sparse_llama, write_large_tokenizer
 
 #: Where each package of the namespace lives in the repository (pyproject.toml's package-dir).
 PACKAGE_DIRS = {"": "toolkit", "checks": "checks", "reports": "reports", "schemas": "schemas"}
@@ -51,12 +50,7 @@ def main(rev: str, rounds: int = 15) -> None:
         subprocess.run(["git", "worktree", "add", "--detach", str(checkout), short], cwd=REPO, check=True)
     old = link_tree(checkout, OUT / f"rev-{short}-site")
     new = link_tree(REPO, OUT / "rev-current-site")
-    plain, tok = OUT / "llama70b-sparse", OUT / "llama70b-sparse-tokenizer"
-    if not (plain / "config.json").exists():
-        build_sparse_llama(plain)
-    if not (tok / "tokenizer.json").exists():
-        build_sparse_llama(tok, vocab=150_528)
-        write_large_tokenizer(tok)
+    plain, tok = llama70b(), llama70b(tokenizer=True)
 
     def ours(site: Path, folder: Path) -> list[str]:
         code = f"import runpy, sys\nsys.path.insert(0, {str(site)!r})\nrunpy.run_module('npu_preflight', run_name='__main__')"

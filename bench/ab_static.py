@@ -9,15 +9,12 @@ import subprocess
 import sys
 import time
 
-from bench.common import OUT, PY, REPO, env
+from bench.common import PY, REPO, env, llama70b
 from bench.static_bench import PEER_A
-from tests.factory import build_sparse_llama
 
 
 def main(rounds: int = 21) -> float:
-    folder = OUT / "llama70b-sparse"
-    if not (folder / "config.json").exists():
-        build_sparse_llama(folder)
+    folder = llama70b()
     cmds = {
         "npu-preflight check --static --no-out": [
             PY,

@@ -8,8 +8,8 @@ import statistics
 import subprocess
 import time
 
-from bench.common import OUT, PY, REPO, env, median_run
-from tests.factory import Spec, build, build_sparse_llama
+from bench.common import OUT, PY, REPO, env, llama70b, median_run
+from tests.factory import Spec, build
 
 
 def _folders() -> list:
@@ -60,9 +60,7 @@ def main(n: int = 3) -> dict[str, float]:
         seqs.append(time.perf_counter() - t0)
     scan, seq = statistics.median(scans), statistics.median(seqs)
     print(f"10 folders: scan {scan:.2f} s vs 10 sequential checks {seq:.2f} s = {seq / scan:.2f}× faster")
-    folder = OUT / "llama70b-sparse"
-    if not (folder / "config.json").exists():
-        build_sparse_llama(folder)
+    folder = llama70b()
     cache = OUT / "ci-cache"
     shutil.rmtree(cache, ignore_errors=True)
     base = [PY, "-m", "npu_preflight", "check", str(folder), "--static", "--no-out"]

@@ -98,3 +98,20 @@ def table(rows: list[list[str]], head: list[str]) -> str:
     sep = "|" + "|".join("-" * (w + 2) for w in widths) + "|"
     body = ["| " + " | ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) + " |" for r in rows]
     return "\n".join([line, sep, *body])
+
+
+def llama70b(tokenizer: bool = False) -> Path:
+    """The 70B-shaped sparse folder the static benchmarks share, built once under bench/out; with
+    ``tokenizer``, its twin holding a real-size 150k-token tokenizer.json."""
+    from tests.factory import build_sparse_llama, write_large_tokenizer
+
+    if not tokenizer:
+        folder = OUT / "llama70b-sparse"
+        if not (folder / "config.json").exists():
+            build_sparse_llama(folder)
+        return folder
+    folder = OUT / "llama70b-sparse-tokenizer"
+    if not (folder / "tokenizer.json").exists():
+        build_sparse_llama(folder, vocab=150_528)
+        write_large_tokenizer(folder)
+    return folder

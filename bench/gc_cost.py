@@ -13,8 +13,7 @@ import statistics
 import subprocess
 import sys
 
-from bench.common import OUT, PY, REPO, env
-from tests.factory import build_sparse_llama, write_large_tokenizer
+from bench.common import PY, REPO, env, llama70b
 
 CODE = r"""
 import atexit, gc, json, os, sys, time
@@ -40,12 +39,7 @@ else:
 
 
 def main(rounds: int = 5) -> None:
-    plain, tok = OUT / "llama70b-sparse", OUT / "llama70b-sparse-tokenizer"
-    if not (plain / "config.json").exists():
-        build_sparse_llama(plain)
-    if not (tok / "tokenizer.json").exists():
-        build_sparse_llama(tok, vocab=150_528)
-        write_large_tokenizer(tok)
+    plain, tok = llama70b(), llama70b(tokenizer=True)
     print(f"collections (young, middle, old) and time in them during a static check, median of {rounds}")
     for folder in (plain, tok):
         for entry, label in (("main", "as installed (__main__.main)"), ("run", "defaults (cli.run)")):

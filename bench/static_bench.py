@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from bench.common import OUT, PY, median_run, median_runs, mib, table
-from tests.factory import build_sparse_llama, write_large_tokenizer
+from bench.common import OUT, PY, llama70b, median_run, median_runs, mib, table
 
 PEER_A = """
 import glob, sys
@@ -43,9 +42,7 @@ print(len(want), len(bad))
 
 
 def main(n: int = 7) -> dict[str, float]:
-    folder = OUT / "llama70b-sparse"
-    if not (folder / "config.json").exists():
-        build_sparse_llama(folder)
+    folder = llama70b()
     ours = [PY, "-m", "npu_preflight", "check", str(folder), "--static", "--out", str(OUT / "static-report")]
     ours_mc = [
         *ours,
@@ -62,10 +59,7 @@ def main(n: int = 7) -> dict[str, float]:
         "--set",
         "max_seq_len=8192",
     ]
-    with_tok = OUT / "llama70b-sparse-tokenizer"
-    if not (with_tok / "tokenizer.json").exists():
-        build_sparse_llama(with_tok, vocab=150_528)
-        write_large_tokenizer(with_tok)
+    with_tok = llama70b(tokenizer=True)
     # every command in alternating rounds (``median_runs``); only (b), 4 s a run, is measured apart
     (
         (w_ours, r_ours),

@@ -18,8 +18,7 @@ import subprocess
 import sys
 import time
 
-from bench.common import OUT, PY, REPO, env
-from tests.factory import build_sparse_llama
+from bench.common import PY, REPO, env, llama70b
 
 IN_PROCESS = r"""
 import contextlib, io, json, sys, time
@@ -56,9 +55,7 @@ def wall(cmd: list[str]) -> float:
 
 
 def main(rounds: int = 9) -> None:
-    folder = OUT / "llama70b-sparse"
-    if not (folder / "config.json").exists():
-        build_sparse_llama(folder)
+    folder = llama70b()
     walls: dict[str, list[float]] = {"python -c pass": [], "python -c 'import npu_preflight.cli'": []}
     runs: dict[str, list[float]] = {}
     classes: dict[str, list[float]] = {}

@@ -14,8 +14,7 @@ import statistics
 import subprocess
 import sys
 
-from bench.common import OUT, PY, REPO, env
-from tests.factory import build_sparse_llama, write_large_tokenizer
+from bench.common import PY, REPO, env, llama70b
 
 CODE = r"""
 import json, sys, time
@@ -64,10 +63,7 @@ print(json.dumps(t))
 
 
 def main(rounds: int = 5) -> None:
-    folder = OUT / "llama70b-sparse-tokenizer"
-    if not (folder / "tokenizer.json").exists():
-        build_sparse_llama(folder, vocab=150_528)
-        write_large_tokenizer(folder)
+    folder = llama70b(tokenizer=True)
     path = folder / "tokenizer.json"
     print(f"{path.stat().st_size / 1e6:.1f} MB tokenizer.json, fresh interpreters, median of {rounds}")
     for mode in ("tuples", "dict"):
