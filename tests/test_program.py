@@ -14,9 +14,11 @@ import pytest
 
 from tests.conftest import PYTHON, REPO, cli_env, validate_report
 
+END_PROCESS = "from npu_preflight.cli import end_process\n"
+
 
 def _script(
-    body: str, *, stdout: int | None = subprocess.PIPE, preamble: str = "from npu_preflight.cli import end_process\n"
+    body: str, *, stdout: int | None = subprocess.PIPE, preamble: str = END_PROCESS
 ) -> subprocess.CompletedProcess[str]:
     code = "import atexit, sys, threading, time\n" + preamble + textwrap.dedent(body)
     env = cli_env()
@@ -26,17 +28,18 @@ def _script(
     )
 
 
+#: An object whose ``__del__`` prints: the interpreter's teardown would free it and print.
+TORN_DOWN = 'class Noisy:\n    def __del__(self):\n        print("torn down", flush=True)\nkeep = Noisy()\n'
+
+
 def test_atexit_runs_buffered_output_arrives_teardown_skipped() -> None:
     p = _script(
         """
-        class Noisy:
-            def __del__(self):
-                print("torn down", flush=True)
-        keep = Noisy()
         atexit.register(lambda: print("atexit ran"))
         sys.stdout.write("no newline, still buffered")  # a pipe: block-buffered until the flush
         end_process(4)
-        """
+        """,
+        preamble=END_PROCESS + TORN_DOWN,
     )
     assert p.returncode == 4, p.stderr
     assert p.stdout == "no newline, still bufferedatexit ran\n"
@@ -47,13 +50,10 @@ def test_run_ends_through_end_process() -> None:
     p = _script(
         """
         from npu_preflight.cli import run
-        class Noisy:
-            def __del__(self):
-                print("torn down", flush=True)
-        keep = Noisy()
         sys.argv = ["npu-preflight", "--version"]
         run()
-        """
+        """,
+        preamble=TORN_DOWN,
     )
     assert p.returncode == 0, p.stderr
     assert p.stdout.startswith("npu-preflight, version ") and "torn down" not in p.stdout
