@@ -1228,9 +1228,10 @@ __all__ = ["EXIT_NOT_READY", "EXIT_READY", "main", "run"]
 
 
 def run() -> None:
-    """The program — ``npu-preflight`` and ``python -m npu_preflight`` — is :func:`main` as click
-    runs it, ended by :func:`end_process`. (``main`` itself stays an ordinary click group: the test
-    runner and anyone embedding the CLI catch its ``SystemExit`` as usual.)"""
+    """The program (``npu-preflight`` and ``python -m npu_preflight``, through
+    ``npu_preflight.__main__.main``) is :func:`main` as click runs it, ended by :func:`end_process`.
+    ``main`` itself stays an ordinary click group: the test runner and anyone embedding the CLI
+    catch its ``SystemExit`` as usual."""
     try:
         main()
     except SystemExit as exc:
