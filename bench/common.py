@@ -63,13 +63,7 @@ def run(cmd: Sequence[str], *, check: bool = False) -> tuple[float, int, int]:
 
 def median_run(cmd: Sequence[str], n: int) -> tuple[float, int]:
     """Median wall and max peak RSS over n runs (after one warm-up)."""
-    run(cmd)
-    walls, rss = [], []
-    for _ in range(n):
-        w, r, _ = run(cmd, check=True)
-        walls.append(w)
-        rss.append(r)
-    return statistics.median(walls), max(rss)
+    return median_runs([cmd], n)[0]
 
 
 def median_runs(cmds: Sequence[Sequence[str]], n: int) -> list[tuple[float, int]]:
