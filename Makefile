@@ -59,12 +59,9 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-# mypy reads a tree of links laid out as the installed namespace (see [tool.mypy] in pyproject.toml).
+# mypy reads the install's tree of links, laid out as the namespace (see [tool.mypy] in pyproject.toml).
 typecheck: setup
-	@rm -rf build/typecheck && mkdir -p build/typecheck/npu_preflight
-	@for f in toolkit/*; do ln -s "$$PWD/$$f" build/typecheck/npu_preflight/; done
-	@for d in checks reports schemas; do ln -s "$$PWD/$$d" build/typecheck/npu_preflight/$$d; done
-	cd build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml
+	cd "$$(dirname "$(PKG_HOME)")" && $(CURDIR)/$(BIN)/mypy --config-file $(CURDIR)/pyproject.toml --cache-dir $(CURDIR)/.mypy_cache
 
 pytest: setup browser
 	$(BIN)/pytest -n 2 -q

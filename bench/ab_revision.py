@@ -1,9 +1,10 @@
 """The static check of an earlier revision against the current code, in alternating rounds, on the
 70B-shaped folder with and without the 150k-token tokenizer.json, with the numpy reader beside them.
 
-The earlier revision is checked out (``git worktree``) under bench/out/rev-<REV>, laid out as the
-installed namespace by a tree of links (as ``make typecheck`` does) and byte-compiled; both sides run
-``python -m npu_preflight`` with their own tree first on ``sys.path``. So this compares the code
+The earlier revision is checked out (``git worktree``) under bench/out/rev-<REV>. Both sides are
+laid out as the installed namespace by a tree of links made here the same way (the strict editable
+install lays out only this checkout) and byte-compiled; both run ``python -m npu_preflight`` with
+their own tree first on ``sys.path``. So this compares the code
 only: the import hook that the default editable install adds to every interpreter start (which the
 revisions before ff32b00 were installed with) is the same for both — absent — and is measured apart
 (bench/RESULTS.md). ``python -m bench.ab_revision REV [ROUNDS]``; not part of ``make bench``."""
