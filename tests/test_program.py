@@ -185,3 +185,23 @@ def test_a_closed_stdout_or_stderr_still_runs_and_writes_the_reports(llama: Path
     )
     assert p.returncode == 0, (p.stdout, p.stderr)
     validate_report(json.loads((out / "report.json").read_text()))
+
+
+def test_the_install_is_relinked_when_a_package_folder_changes() -> None:
+    """Strict editable mode links each file, so a module added or removed needs the install step
+    again; ``make`` reruns it because every package folder is a prerequisite of its stamp (README,
+    Developing). ``make -pn`` prints the rule without running anything."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("no make")
+    p = subprocess.run(["make", "-pn", ".venv/.run-installed"], capture_output=True, text=True, cwd=REPO)
+    [rule] = [line for line in p.stdout.splitlines() if line.startswith(".venv/.run-installed: ") and ":=" not in line]
+    prerequisites = set(rule.split(":", 1)[1].split())
+    folders = {
+        str(d.relative_to(REPO))
+        for top in ("toolkit", "checks", "reports", "schemas")
+        for d in [REPO / top, *(REPO / top).rglob("*")]
+        if d.is_dir() and d.name != "__pycache__"
+    }
+    assert folders and folders <= prerequisites, folders - prerequisites

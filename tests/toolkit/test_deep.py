@@ -139,7 +139,7 @@ def test_report_integrity_section_hashes_match(llama: Path) -> None:
     assert r.integrity["tensors"] > 10
 
 
-@pytest.mark.parametrize("cache", ["warm", "cold", "no RWF_NOWAIT"])
+@pytest.mark.parametrize("cache", ["warm", "cold", "no RWF_NOWAIT", "no preadv"])
 @pytest.mark.parametrize("advice", ["works", "refused"])
 def test_prefetch_advice_never_changes_what_is_read(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, advice: str, cache: str
@@ -147,7 +147,8 @@ def test_prefetch_advice_never_changes_what_is_read(
     """Files longer than the prefetch window hash the same whether the kernel takes the advice or
     refuses it (some file systems do), and whether the page cache holds them or not. A file the
     page cache holds is not advised at all; one it does not hold is advised from its start, in
-    contiguous requests, as is every file where ``RWF_NOWAIT`` cannot tell."""
+    contiguous requests, as is every file where ``RWF_NOWAIT`` cannot tell (the flag refused, or no
+    ``preadv`` to pass it: plain ``pread`` then)."""
     import threading
 
     from npu_preflight import deep
@@ -176,6 +177,10 @@ def test_prefetch_advice_never_changes_what_is_read(
             return real_preadv(fd, buffers, offset)
 
         monkeypatch.setattr(deep.os, "preadv", no_flag)
+    elif cache == "no preadv":  # as the module sets itself up where os.preadv does not exist
+        monkeypatch.setattr(deep, "_PREADV", False)
+        monkeypatch.setattr(deep, "_NOWAIT", None)
+        monkeypatch.delattr(deep.os, "preadv")
     scan = deep.scan_file(path, "blob.bin", None, threading.Event())
     assert scan.sha256 == hashlib.sha256(data).hexdigest() and scan.size == len(data) and not scan.error
     if cache == "warm":
