@@ -76,16 +76,33 @@ def read_fd(fd: int, limit: int, offset: int = 0, first: int = _READ) -> bytes:
     return b"".join(chunks)
 
 
+#: What tells one version of a file from another without reading it: device, inode, size, and the
+#: modification and change times in nanoseconds (a write changes the last two, a replacement the inode).
+FileIdentity = tuple[int, int, int, int, int]
+
+
+def identity(st: os.stat_result) -> FileIdentity:
+    """The :data:`FileIdentity` of a ``stat`` result."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 def read_regular(path: Path | str, max_bytes: int) -> bytes:
     """The whole of a regular file of at most ``max_bytes``; larger files raise ``too-large``."""
+    return read_regular_identified(path, max_bytes)[0]
+
+
+def read_regular_identified(path: Path | str, max_bytes: int) -> tuple[bytes, FileIdentity]:
+    """:func:`read_regular`, and the identity of the file read, taken after the read (a write
+    during the read shows in it)."""
     with open_regular(path) as fd:
         size = os.fstat(fd).st_size
         if size > max_bytes:
             raise FileReadError("too-large", f"{size:,} bytes exceeds the {max_bytes:,}-byte limit")
         data = read_fd(fd, max_bytes + 1, first=size + 1)
+        seen = identity(os.fstat(fd))
     if len(data) > max_bytes:  # the file grew while being read
         raise FileReadError("too-large", f"more than {max_bytes:,} bytes (limit)")
-    return data
+    return data, seen
 
 
 def read_head(path: Path | str, n: int) -> tuple[bytes, int]:

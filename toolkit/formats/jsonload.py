@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from npu_preflight.formats.files import FileReadError
-from npu_preflight.formats.files import read_regular as _read_regular
+from npu_preflight.formats.files import FileIdentity, FileReadError, read_regular_identified
 
 DEFAULT_MAX_BYTES = 100 * 1024 * 1024
 DEFAULT_MAX_DEPTH = 64
@@ -180,7 +179,12 @@ def load_file(
 
 def read_regular(path: Path, max_bytes: int) -> bytes:
     """A regular file's bytes within ``max_bytes``; anything else raises :class:`JsonLoadError`."""
+    return read_identified(path, max_bytes)[0]
+
+
+def read_identified(path: Path, max_bytes: int) -> tuple[bytes, FileIdentity]:
+    """:func:`read_regular`, and the identity of the file read (:func:`~npu_preflight.formats.files.identity`)."""
     try:
-        return _read_regular(path, max_bytes)
+        return read_regular_identified(path, max_bytes)
     except FileReadError as exc:
         raise JsonLoadError(exc.kind, exc.message) from None

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import codecs
-from collections.abc import ItemsView, Iterator, KeysView, Mapping, ValuesView
+from collections.abc import Callable, ItemsView, Iterable, Iterator, KeysView, Mapping, ValuesView
 from dataclasses import field
+from itertools import islice
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
-from npu_preflight.formats.jsonload import PRESCAN_LIMIT, JsonLoadError, load_file, loads, paused_gc, read_regular
+from npu_preflight.formats.files import FileIdentity
+from npu_preflight.formats.jsonload import PRESCAN_LIMIT, JsonLoadError, load_file, loads, paused_gc, read_identified
 from npu_preflight.records import frozen
 
 MAX_TOKENIZER_BYTES = 512 * 1024 * 1024
+#: The special tokens of tokenizer_config.json the checks look up in the vocabulary
+SPECIAL_TOKEN_KEYS = ("bos_token", "eos_token", "pad_token", "unk_token")
 
 
 class TokenizerFormatError(Exception):
@@ -36,15 +40,20 @@ class TokenizerInfo:
 
 def read_tokenizer_json(path: Path) -> TokenizerInfo:
     """Parse tokenizer.json; raise :class:`TokenizerFormatError` naming what is wrong."""
+    return read_tokenizer_identified(path)[0]
+
+
+def read_tokenizer_identified(path: Path) -> tuple[TokenizerInfo, FileIdentity]:
+    """:func:`read_tokenizer_json`, and the identity of the file it read."""
     try:
-        raw = read_regular(path, MAX_TOKENIZER_BYTES)
+        raw, seen = read_identified(path, MAX_TOKENIZER_BYTES)
         doc = _read_needed(raw)
         if doc is None:
             doc = loads(raw, max_bytes=MAX_TOKENIZER_BYTES, max_depth=64, track_duplicates=False).value
     except JsonLoadError as exc:
         raise TokenizerFormatError(exc.message) from None
     del raw
-    return tokenizer_info(doc)
+    return tokenizer_info(doc), seen
 
 
 _DECODER: Any = None
@@ -113,22 +122,29 @@ def _read_needed(raw: bytes, min_bytes: int = PRESCAN_LIMIT) -> dict[str, Any] |
 
 
 class _Pairs:
-    """An object vocabulary as two tuples, keys and ids in file order, read without building the
-    dict: msgspec decodes the object's bytes with ``{}:`` translated to ``[],`` — a JSON array of
-    keys and values, 15 ms for 150k entries against 44 ms for the dict (its key cache and
-    inserts). The checks need the largest id and a few lookups, which the tuples answer exactly;
-    anything more decodes the dict from the kept bytes (:meth:`exact`).
+    """An object vocabulary as one tuple of its keys and ids in file order (key, id, key, id, …),
+    read without building the dict: msgspec decodes the object's bytes with ``{}:`` translated to
+    ``[],`` — a JSON array of keys and values, 15 ms for 150k entries against 44 ms for the dict
+    (its key cache and inserts). The checks need the largest id and a few lookups, which the tuple
+    answers exactly; anything more decodes the dict from the kept bytes (:meth:`exact`). The tuple
+    is not split into keys and ids: each slice would touch every object twice (in and out), and
+    the ids are ints where the keys are strs, so a key never equals an id in ``count`` or ``index``.
 
     The translation changes keys: a literal ``{``, ``}`` or ``:`` in a key reads back as ``[``,
     ``]`` or ``,``. A key that reads back with none of ``{}:[],`` is therefore exactly the file's
     key (any such character, literal or escaped, would still show), and a file key free of them
-    reads back unchanged; answers are taken from the tuples only for such keys."""
+    reads back unchanged; answers are taken from the tuple only for such keys."""
 
-    __slots__ = ("_exact", "ids", "keys", "raw")
+    __slots__ = ("_exact", "flat", "raw", "top")
 
-    def __init__(self, keys: tuple[str, ...], ids: tuple[int, ...], raw: bytes) -> None:
-        self.keys, self.ids, self.raw = keys, ids, raw
+    def __init__(self, flat: tuple[str | int, ...], top: int, raw: bytes) -> None:
+        self.flat, self.top, self.raw = flat, top, raw
         self._exact: dict[str, int] | None = None
+
+    @property
+    def ids(self) -> tuple[int, ...]:
+        """The ids in file order (a copy)."""
+        return self.flat[1::2]  # type: ignore[return-value]
 
     @classmethod
     def read(cls, raw: bytes) -> Any:
@@ -145,12 +161,14 @@ class _Pairs:
                 _FLAT_DECODER = msgspec.json.Decoder(tuple[str | Annotated[int, msgspec.Meta(ge=0)], ...])
             try:
                 flat = _FLAT_DECODER.decode(raw.translate(_OBJECT_AS_ARRAY))
-                ids = flat[1::2]
-                sum(ids)  # a str among the values raises: 1 ms where a type check of each is 5
+                # the values: a str among ints fails the first comparison with one; all strs
+                # compare, and their largest is no int
+                top = max(islice(flat, 1, None, 2), default=-1)
             except (msgspec.ValidationError, TypeError):
                 pass  # a value that is not an id: the general rules below
             else:
-                return cls(flat[0::2], ids, raw)
+                if type(top) is int:
+                    return cls(flat, top, raw)
         return msgspec.json.decode(raw)
 
     def exact(self) -> dict[str, int]:
@@ -165,47 +183,45 @@ class _Pairs:
     def lookup(self, text: str) -> int | None:
         """The id of ``text`` (the last entry for it, as in a dict)."""
         if _AMBIGUOUS.isdisjoint(text):
-            count = self.keys.count(text)  # exact for such text (class docstring)
+            count = self.flat.count(text)  # exact for such text (class docstring)
             if count == 0:
                 return None
             if count == 1:
-                return self.ids[self.keys.index(text)]
+                return cast(int, self.flat[self.flat.index(text) + 1])
         return self.exact().get(text)
 
     def max_id(self) -> int:
         """The largest id an entry keeps once later duplicates have overwritten earlier ones."""
-        if not self.ids:
-            return -1
-        top = max(self.ids)
-        if self.ids[-1] == top:  # the last entry, which nothing overwrites: real files end with it
-            return top
-        key = self.keys[self.ids.index(top)]
-        if _AMBIGUOUS.isdisjoint(key) and self.keys.count(key) == 1:  # that entry survives
-            return top
+        if not self.flat or self.flat[-1] == self.top:  # the last entry, which nothing overwrites
+            return self.top
+        key = cast(str, self.flat[self.flat.index(self.top) - 1])  # the first entry holding it
+        if _AMBIGUOUS.isdisjoint(key) and self.flat.count(key) == 1:  # that entry survives
+            return self.top
         return max(self.exact().values())
 
 
-class _Vocabulary(Mapping[str, int]):
-    """token → id over :class:`_Pairs` and the added tokens (which win): lookups come from the
-    tuples; iterating, ``len`` or ``items`` decode the dict once (:meth:`_Pairs.exact`)."""
+class _LazyVocabulary(Mapping[str, int]):
+    """token → id answering lookups without the whole vocabulary (:meth:`_find`), which iterating,
+    ``len`` or the views build once (:meth:`_build`)."""
 
-    __slots__ = ("_added", "_merged", "_pairs")
+    __slots__ = ("_whole",)
 
-    def __init__(self, pairs: _Pairs, added: dict[str, int]) -> None:
-        self._pairs, self._added = pairs, added
-        self._merged: dict[str, int] | None = None
+    def __init__(self) -> None:
+        self._whole: Mapping[str, int] | None = None
 
-    def _all(self) -> dict[str, int]:
-        if self._merged is None:
-            self._merged = {**self._pairs.exact(), **self._added}
-        return self._merged
+    def _find(self, key: str) -> int | None:
+        raise NotImplementedError
+
+    def _build(self) -> Mapping[str, int]:
+        raise NotImplementedError
+
+    def _all(self) -> Mapping[str, int]:
+        if self._whole is None:
+            self._whole = self._build()
+        return self._whole
 
     def get(self, key: Any, default: Any = None) -> Any:
-        if not isinstance(key, str):
-            return default
-        found = self._added.get(key)
-        if found is None:
-            found = self._pairs.lookup(key)
+        found = self._find(key) if isinstance(key, str) else None
         return default if found is None else found
 
     def __getitem__(self, key: str) -> int:
@@ -220,7 +236,7 @@ class _Vocabulary(Mapping[str, int]):
     def __iter__(self) -> Iterator[str]:
         return iter(self._all())
 
-    # the views of the decoded dict: Mapping's own would look every key up in the tuples, one scan each
+    # the views of the whole mapping: Mapping's own would look every key up, one at a time
     def keys(self) -> KeysView[str]:
         return self._all().keys()
 
@@ -233,8 +249,26 @@ class _Vocabulary(Mapping[str, int]):
     def __len__(self) -> int:
         return len(self._all())
 
+
+class _Vocabulary(_LazyVocabulary):
+    """token → id over :class:`_Pairs` and the added tokens (which win): lookups come from the
+    tuples; iterating, ``len`` or ``items`` decode the dict once (:meth:`_Pairs.exact`)."""
+
+    __slots__ = ("_added", "_pairs")
+
+    def __init__(self, pairs: _Pairs, added: dict[str, int]) -> None:
+        super().__init__()
+        self._pairs, self._added = pairs, added
+
+    def _find(self, key: str) -> int | None:
+        found = self._added.get(key)
+        return self._pairs.lookup(key) if found is None else found
+
+    def _build(self) -> dict[str, int]:
+        return {**self._pairs.exact(), **self._added}
+
     def __repr__(self) -> str:
-        return f"<vocabulary of {len(self._pairs.ids):,} entries and {len(self._added):,} added>"
+        return f"<vocabulary of {len(self._pairs.flat) // 2:,} entries and {len(self._added):,} added>"
 
 
 def tokenizer_info(doc: Any) -> TokenizerInfo:
@@ -281,7 +315,7 @@ def tokenizer_info(doc: Any) -> TokenizerInfo:
     model_type = model.get("type") if isinstance(model.get("type"), str) else None
     top_added = max(added.values(), default=-1)
     if pairs is not None:
-        if not pairs.ids and not added:
+        if not pairs.flat and not added:
             raise TokenizerFormatError("the vocabulary is empty")
         return TokenizerInfo(model_type, _Vocabulary(pairs, added), max(pairs.max_id(), top_added), added)
     if not token_to_id and not added:
@@ -292,6 +326,69 @@ def tokenizer_info(doc: Any) -> TokenizerInfo:
         # place (``doc`` is this module's own parse, read once): a copy of 150k entries is 2-3 ms
         token_to_id.update(added)
     return TokenizerInfo(model_type, token_to_id, max_id, added)
+
+
+def summarize(info: TokenizerInfo, texts: Iterable[str]) -> dict[str, Any]:
+    """What the checks read of ``info`` when they look up ``texts`` only, as plain JSON values: the
+    model type, the largest id, the added tokens, and the id of each text (None: not in the
+    vocabulary). :func:`from_summary` reads it back."""
+    return {
+        "model_type": info.model_type,
+        "max_id": info.max_id,
+        "added": dict(info.added),
+        "answers": {text: info.token_to_id.get(text) for text in texts},
+    }
+
+
+def _is_id(value: Any, least: int = 0) -> bool:
+    return type(value) is int and value >= least  # not a bool
+
+
+def from_summary(doc: Any, whole: Callable[[], TokenizerInfo]) -> TokenizerInfo | None:
+    """The :class:`TokenizerInfo` that :func:`summarize` described, or None when ``doc`` is not
+    such a summary (every field is checked: it crossed a process boundary). Lookups of the
+    summarized texts come from it; any other lookup, and iterating, take ``whole()`` (once)."""
+    if not isinstance(doc, dict) or set(doc) != {"model_type", "max_id", "added", "answers"}:
+        return None
+    model_type, max_id, added, answers = doc["model_type"], doc["max_id"], doc["added"], doc["answers"]
+    if not (model_type is None or isinstance(model_type, str)) or not _is_id(max_id, -1):
+        return None
+    if not isinstance(added, dict) or not all(isinstance(k, str) and _is_id(v) for k, v in added.items()):
+        return None
+    if not isinstance(answers, dict) or not all(
+        isinstance(k, str) and (v is None or _is_id(v)) for k, v in answers.items()
+    ):
+        return None
+    if max(added.values(), default=-1) > max_id or any(v is not None and v > max_id for v in answers.values()):
+        return None
+    return TokenizerInfo(model_type, _Answered(answers, whole), max_id, added)
+
+
+class _Answered(_LazyVocabulary):
+    """token → id from the answers of a summary (:func:`from_summary`); anything else from the whole
+    tokenizer, read once when first needed."""
+
+    __slots__ = ("_answers", "_reader")
+
+    def __init__(self, answers: dict[str, int | None], reader: Callable[[], TokenizerInfo]) -> None:
+        super().__init__()
+        self._answers, self._reader = answers, reader
+
+    def _find(self, key: str) -> int | None:
+        if key in self._answers:
+            return self._answers[key]
+        return self._all().get(key)
+
+    def _build(self) -> Mapping[str, int]:
+        return self._reader().token_to_id
+
+    def __repr__(self) -> str:
+        return f"<vocabulary answering {len(self._answers)} lookups; the rest from tokenizer.json>"
+
+
+def special_token_texts(tokenizer_config: Mapping[str, Any]) -> dict[str, str | None]:
+    """The special tokens tokenizer_config.json names (:data:`SPECIAL_TOKEN_KEYS`), as text."""
+    return {key: token_text(tokenizer_config.get(key)) for key in SPECIAL_TOKEN_KEYS}
 
 
 def read_json_object(path: Path, max_bytes: int = 50 * 1024 * 1024) -> dict[str, Any]:
