@@ -1,6 +1,7 @@
 """The program: ``python -m npu_preflight``, and the ``npu-preflight`` script through :func:`main`."""
 
 import gc
+import sys
 
 
 def main() -> None:
@@ -15,6 +16,10 @@ def main() -> None:
     collecting = gc.isenabled()
     gc.disable()
     try:
+        # tokenizer.json, if the run will read a large one, is read on the other core meanwhile
+        from npu_preflight import readahead
+
+        readahead.start(sys.argv[1:])
         from npu_preflight.cli import run
     finally:
         gc.freeze()

@@ -539,13 +539,15 @@ class Context:
     @fact
     def tokenizer_load(self) -> TokenizerInfo | TokenizerFormatError | None:
         """tokenizer.json parsed once (None when absent)."""
+        from npu_preflight import readahead
         from npu_preflight.formats.tokenizer import TokenizerFormatError, read_tokenizer_json
 
         path = self.path("tokenizer.json")
         if not os.path.lexists(path):
+            readahead.discard()
             return None
         try:
-            return read_tokenizer_json(path)
+            return readahead.claim(path) or read_tokenizer_json(path)
         except TokenizerFormatError as exc:
             return exc
 
