@@ -1,7 +1,7 @@
 """Where a 150k-token tokenizer.json's time goes in a fresh process (issue 17, goal 2): each line is
 a fresh interpreter that imports the package's tokenizer reader first (as a check run has), then
 times importing msgspec, reading the file, the UTF-8 check, the decode of the keys the checks use
-with the vocabulary left raw, the vocabulary read as tuples of keys and ids (what
+with the vocabulary left raw, the vocabulary read as one tuple of keys and ids (what
 ``tokenizer._Pairs`` does), and the checks over them (``tokenizer_info``: the largest id).
 ``dict`` times the path this replaced: the vocabulary decoded into a dict, then the checks over it.
 
