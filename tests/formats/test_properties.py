@@ -257,6 +257,61 @@ def test_tokenizer_fast_read_takes_large_files_only(tmp_path: Path) -> None:
     assert read_tokenizer_json(p).size == 120_000
 
 
+def test_the_file_bytes_are_freed_before_the_vocabulary_is_read(tmp_path: Path) -> None:
+    """Given its only reference, the fast path frees the file's bytes before it builds the
+    vocabulary: the peak of the read is lower by about the file's size than with the bytes kept."""
+    import tracemalloc
+
+    from npu_preflight.formats import tokenizer
+
+    doc = {"model": {"vocab": {f"t{i}": i for i in range(120_000)}, "merges": ["a b"] * 200_000}}
+    p = _write(tmp_path, json.dumps(doc).encode())
+    size = p.stat().st_size
+    peaks = {}
+    for how in ("kept", "owned"):
+        tracemalloc.start()
+        raw = p.read_bytes()
+        if how == "owned":
+            owned = [raw]
+            del raw
+            assert tokenizer._read_needed(owned) is not None and owned == []
+        else:
+            assert tokenizer._read_needed(raw) is not None
+        peaks[how] = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        raw = b""
+    assert peaks["kept"] - peaks["owned"] > 0.8 * size, (peaks, size)
+
+
+def test_a_fast_path_that_declines_after_freeing_reads_the_file_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the vocabulary's read fails after the file's bytes were freed, the file is read again for
+    the general parser, which gives its own answer; a file that changed in between is refused."""
+    from npu_preflight.formats import tokenizer
+    from npu_preflight.formats.jsonload import loads
+
+    text = json.dumps({"model": {"type": "BPE", "vocab": {f"t{i}": i for i in range(120_000)}}})
+    p = _write(tmp_path, text.encode())
+    want = tokenizer.tokenizer_info(loads(text.encode(), track_duplicates=False).value)
+
+    def fails(raw: bytes) -> Any:
+        raise RecursionError
+
+    monkeypatch.setattr(tokenizer._Pairs, "read", staticmethod(fails))
+    got = read_tokenizer_json(p)
+    assert isinstance(got.token_to_id, dict)  # the general parser's dict
+    assert (got.max_id, got.model_type, got.token_to_id) == (want.max_id, want.model_type, want.token_to_id)
+
+    def changes(raw: bytes) -> Any:
+        p.write_text(text.replace('"t0": 0', '"t0": 70'))  # another size: seen whatever the clock
+        raise RecursionError
+
+    monkeypatch.setattr(tokenizer._Pairs, "read", staticmethod(changes))
+    with pytest.raises(TokenizerFormatError, match="changed while it was being read"):
+        read_tokenizer_json(p)
+
+
 def test_large_vocabulary_read_as_tuples_answers_as_the_dict() -> None:
     """A real-size vocabulary with the tokens the tuples cannot answer alone — brackets, colons,
     escapes, a token twice — reads, looks up and sizes as ``json.loads`` has it."""

@@ -47,13 +47,25 @@ def read_tokenizer_identified(path: Path) -> tuple[TokenizerInfo, FileIdentity]:
     """:func:`read_tokenizer_json`, and the identity of the file it read."""
     try:
         raw, seen = read_identified(path, MAX_TOKENIZER_BYTES)
-        doc = _read_needed(raw)
+        owned = [raw]
+        del raw  # _read_needed frees the file's bytes once it has what it needs of them
+        doc = _read_needed(owned)
         if doc is None:
+            raw = owned[0] if owned else _read_again(path, seen)
             doc = loads(raw, max_bytes=MAX_TOKENIZER_BYTES, max_depth=64, track_duplicates=False).value
+            del raw
     except JsonLoadError as exc:
         raise TokenizerFormatError(exc.message) from None
-    del raw
     return tokenizer_info(doc), seen
+
+
+def _read_again(path: Path, seen: FileIdentity) -> bytes:
+    """The bytes of the file read before, for the general parser, when the fast path declined after
+    freeing them; the file must not have changed in between."""
+    raw, now = read_identified(path, MAX_TOKENIZER_BYTES)
+    if now != seen:
+        raise TokenizerFormatError("tokenizer.json changed while it was being read: run the check again")
+    return raw
 
 
 _DECODER: Any = None
@@ -80,7 +92,7 @@ def _is_utf8(raw: bytes) -> bool:
     return True
 
 
-def _read_needed(raw: bytes, min_bytes: int = PRESCAN_LIMIT) -> dict[str, Any] | None:
+def _read_needed(raw: bytes | list[bytes], min_bytes: int = PRESCAN_LIMIT) -> dict[str, Any] | None:
     """Only what the checks read — ``model.type``, ``model.vocab``, ``added_tokens`` — decoded by
     msgspec, which skips ``merges`` (half of a BPE file) and everything else without building it.
     The values it returns are what ``json.loads`` gives for those keys, except that an object
@@ -88,14 +100,22 @@ def _read_needed(raw: bytes, min_bytes: int = PRESCAN_LIMIT) -> dict[str, Any] |
     ids, not a dict; see there). None hands the file to the general parser, which names any fault:
     a file up to ``PRESCAN_LIMIT`` (cheap either way, and where that parser enforces its depth
     bound), msgspec not installed, or anything msgspec declines (bad bytes, an unexpected type,
-    NaN, nesting past the recursion limit, bytes that are not UTF-8)."""
+    NaN, nesting past the recursion limit, bytes that are not UTF-8).
+
+    ``raw`` given as a one-item list is the caller's only reference to the file's bytes: they are
+    taken out of it, and freed, as soon as the vocabulary's own bytes are copied, before the
+    vocabulary is read (6 MB less at the peak for a 150k-token file). A None after that leaves the
+    list empty: the caller reads the file again."""
     global _DECODER
-    if len(raw) <= min_bytes:
+    owned = raw if isinstance(raw, list) else None
+    data = raw[0] if isinstance(raw, list) else raw
+    del raw
+    if len(data) <= min_bytes:
         return None
     # msgspec checks UTF-8 only in the strings it decodes; what it skips (merges, say) is unchecked,
     # and a tokenizer.json with bad bytes anywhere fails the generator's read (tokenizers reads it
     # into a Rust String). Checked here for the whole file.
-    if not _is_utf8(raw):
+    if not _is_utf8(data):
         return None
     try:
         import msgspec
@@ -108,16 +128,20 @@ def _read_needed(raw: bytes, min_bytes: int = PRESCAN_LIMIT) -> dict[str, Any] |
         )
     try:
         with paused_gc():
-            got = _DECODER.decode(raw)
-            model = got.model
-            vocab: Any = None
-            if model is not None and model.vocab is not None:  # a Raw span of the file, syntax checked
-                vocab = _Pairs.read(bytes(model.vocab))
+            got = _DECODER.decode(data)
+            model, added = got.model, got.added_tokens
+            has_model = model is not None
+            model_type = model.type if has_model else None
+            span = bytes(model.vocab) if has_model and model.vocab is not None else None  # syntax checked
+            del got, model, data  # the Raw span held the file's bytes
+            if owned is not None:
+                owned.clear()
+            vocab = None if span is None else _Pairs.read(span)
     except (msgspec.DecodeError, RecursionError):
         return None
     return {
-        "model": None if model is None else {"type": model.type, "vocab": vocab},
-        "added_tokens": got.added_tokens,
+        "model": {"type": model_type, "vocab": vocab} if has_model else None,
+        "added_tokens": added,
     }
 
 
