@@ -48,7 +48,7 @@ def main(n: int = 5) -> float:
                 ],
                 ["plain script: from_pretrained + one forward", f"{w_plain:.2f} s", mib(r_plain), "1.00×"],
             ],
-            ["command", "wall", "peak RSS (tool process)", "vs plain"],
+            ["command", "wall", "peak RSS (process tree)", "vs plain"],
         )
     )
     print(f"  target ≤ 1.0× the plain script: {'met' if w_ours <= w_plain else 'NOT met'} ({w_ours / w_plain:.2f}×)")
