@@ -355,44 +355,49 @@ def test_the_program_reports_the_same_with_and_without_the_read_ahead(folder: Pa
         assert any(f["check_id"] == "TOK004" for f in with_it[1])  # the pad token that is not there
 
 
-def test_the_program_starts_the_read_ahead_and_the_run_claims_it(folder: Path) -> None:
-    """The program's own entry point (``npu_preflight.__main__.main``) starts it, and the run takes
-    the child's summary (a claim that fell back would be invisible in the report)."""
+def _program(folder: Path, patch: str, *args: str) -> str:
+    """The program's own entry point (``npu_preflight.__main__.main``) checking ``folder`` with
+    ``args``, after ``patch`` (source run first, with ``readahead`` imported); its stderr."""
     code = (
         "import sys\n"
         "from npu_preflight import readahead\n"
+        f"{patch}"
+        "from npu_preflight.__main__ import main\n"
+        "sys.argv = ['npu-preflight', 'check', sys.argv[1], '--static', '--no-out', *sys.argv[2:]]\n"
+        "main()\n"
+    )
+    out = subprocess.run(
+        [PYTHON, "-c", code, str(folder), *args], capture_output=True, env=cli_env(), cwd=REPO, timeout=300
+    )
+    assert out.returncode in (0, 1), out.stderr.decode()
+    return out.stderr.decode()
+
+
+def test_the_program_starts_the_read_ahead_and_the_run_claims_it(folder: Path) -> None:
+    """The program's entry point starts it, and the run takes the child's summary (a claim that
+    fell back would be invisible in the report)."""
+    patch = (
         "real = readahead.claim\n"
         "def claim(path):\n"
         "    got = real(path)\n"
         "    sys.stderr.write(f'CLAIMED {got is not None}\\n')\n"
         "    return got\n"
         "readahead.claim = claim\n"
-        "from npu_preflight.__main__ import main\n"
-        "sys.argv = ['npu-preflight', 'check', sys.argv[1], '--static', '--no-out']\n"
-        "main()\n"
     )
-    out = subprocess.run([PYTHON, "-c", code, str(folder)], capture_output=True, env=cli_env(), cwd=REPO, timeout=300)
-    assert out.returncode in (0, 1), out.stderr.decode()
-    assert "CLAIMED True" in out.stderr.decode()
+    assert "CLAIMED True" in _program(folder, patch)
 
 
 def test_a_run_that_never_asks_leaves_no_child(folder: Path) -> None:
     """``check --select CFG`` never reads the tokenizer: the program kills and reaps the child as it
     ends (its ``atexit`` hook runs in ``end_process``), so nothing outlives the run."""
-    code = (
-        "import sys\n"
-        "from npu_preflight import readahead\n"
+    patch = (
         "real = readahead._Child.finish\n"
         "def finish(self):\n"
         "    real(self)\n"
         "    sys.stderr.write(f'FINISHED {self.pid}\\n')\n"
         "readahead._Child.finish = finish\n"
-        "from npu_preflight.__main__ import main\n"
-        "sys.argv = ['npu-preflight', 'check', sys.argv[1], '--static', '--no-out', '--select', 'CFG']\n"
-        "main()\n"
     )
-    out = subprocess.run([PYTHON, "-c", code, str(folder)], capture_output=True, env=cli_env(), cwd=REPO, timeout=300)
-    assert out.returncode in (0, 1), out.stderr.decode()
-    lines = [ln for ln in out.stderr.decode().splitlines() if ln.startswith("FINISHED ")]
+    err = _program(folder, patch, "--select", "CFG")
+    lines = [ln for ln in err.splitlines() if ln.startswith("FINISHED ")]
     assert len(lines) == 1
     assert _reaped(int(lines[0].split()[1]))
