@@ -547,7 +547,8 @@ class Context:
             readahead.discard()
             return None
         try:
-            return readahead.claim(path) or read_tokenizer_json(path)
+            claimed = readahead.claim(path)  # read by a child while the program started, if it was
+            return claimed if claimed is not None else read_tokenizer_json(path)
         except TokenizerFormatError as exc:
             return exc
 

@@ -18,13 +18,14 @@ after ``check`` that are not options, of which exactly one must name a folder wi
 tokenizer.json over 1 MiB (a guess that is wrong costs the other core's time, never a result).
 It starts nothing with one usable CPU, or with ``NPU_PREFLIGHT_READAHEAD=0``.
 
-This module imports only the standard library's ``os`` until it decides to fork: it runs before
-anything else of the program.
+It runs before anything else of the program: until it decides to fork, it imports only standard
+modules the CLI imports anyway.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -57,7 +58,7 @@ class _Child:
         except OSError:
             pass
         try:
-            os.kill(self.pid, 9)  # SIGKILL: nothing of the child's is worth waiting for now
+            os.kill(self.pid, signal.SIGKILL)  # nothing of the child's is worth waiting for now
         except ProcessLookupError:
             pass
         try:
