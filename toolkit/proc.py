@@ -53,6 +53,9 @@ class ProcOutcome:
     containment: Mapping[str, Any] = field(default_factory=dict)
     events: tuple[Mapping[str, Any], ...] = ()
     supervisor_failure: str | None = None
+    #: the largest resident size the supervisor sampled (every 100 ms) for each process of the
+    #: tree, by the pid the process knows itself by
+    peak_rss_by_pid: Mapping[int, int] = field(default_factory=dict)
 
     @property
     def signal_name(self) -> str | None:
@@ -316,6 +319,7 @@ class Supervised:
             containment=dict(exited.get("containment") or self.started.get("containment") or {}),
             events=tuple(e for e in exited.get("events") or () if isinstance(e, dict)),
             supervisor_failure=failure,
+            peak_rss_by_pid=_pid_sizes(exited.get("peak_rss_by_pid")),
         )
 
 
@@ -352,3 +356,12 @@ def tail(path: Path, limit: int = 8000) -> str:
             return fh.read().decode("utf-8", "replace")
     except OSError:
         return ""
+
+
+def _pid_sizes(value: Any) -> dict[int, int]:
+    """``[[pid, bytes], …]`` from the supervisor's report, entries that are not two ints ≥ 0 left out."""
+    out: dict[int, int] = {}
+    for item in value if isinstance(value, list) else ():
+        if isinstance(item, list) and len(item) == 2 and all(type(v) is int and v >= 0 for v in item):
+            out[item[0]] = item[1]
+    return out

@@ -106,8 +106,10 @@ def test_one_rank_oom_is_named(mid_model: Path) -> None:
     assert o.classified.outcome == "oom-host", (o.classified, [r.classified for r in o.ranks])
     by = {r.rank: r for r in o.ranks}
     assert by[1].classified.outcome == "oom-host" and "rank 1" in o.classified.summary
-    if o.proc is not None and o.proc.oom_kills:  # the cgroup's OOM killer took only the culprit
+    if o.proc is not None and o.proc.oom_kills:  # the culprit; the other rank was stopped with it
         assert by[0].classified.outcome in ("stopped", "ok")
+    # the supervisor's samples reach the ranks: the hog was seen holding more than the other rank
+    assert (by[1].sampled_rss_bytes or 0) > (by[0].sampled_rss_bytes or 0) > 0, o.ranks
     report = run(ctx, [s for s in registry().specs if s.id.startswith("INIT")], Policy())
     [f] = [f for f in report.findings if f.check_id == "INIT001"]
     assert "rank 1" in f.message and f.details["ranks"][1]["outcome"] == "oom-host"
@@ -170,6 +172,47 @@ Other Failures:
 """
     fails, root = agent_failures(text)
     assert fails == {3: -9, 2: 1} and root == 3
+
+
+def _killed_with_the_tree(rank: int, rss: int | None, exitcode: int | None = None) -> Any:
+    from npu_preflight.sandbox import Classified, RankOutcome
+
+    c = Classified("oom-host", "killed at stage generator with the tree over the memory cap")
+    stages = ({"stage": "generator", "duration_s": None},)
+    return RankOutcome(rank, rank, 0, c, "generator", stages, exitcode=exitcode, sampled_rss_bytes=rss)
+
+
+def test_a_tree_over_its_cap_with_no_root_rank_blames_the_largest_rank() -> None:
+    """The OOM killer took the launcher as well, so no rank was named and every rank reads "killed
+    with the tree": the rank the supervisor saw holding the most memory is the culprit, the others
+    were stopped with it. Without samples, or with the launcher's word, nothing is guessed."""
+    from npu_preflight.proc import ProcOutcome
+    from npu_preflight.sandbox import InitRequest, _blame_the_largest, overall
+
+    proc = ProcOutcome(None, 9, False, 1.0, None, oom_kills=2)
+    req = InitRequest(weights_dir=Path("."), model_config=_mc(2), device="cpu", dtype="bfloat16", world_size=2)
+    ranks = _blame_the_largest([_killed_with_the_tree(0, 300 * 2**20), _killed_with_the_tree(1, 1200 * 2**20)])
+    assert [r.classified.outcome for r in ranks] == ["stopped", "oom-host"]
+    assert "after rank 1 took it over the memory cap" in ranks[0].classified.summary
+    c = overall(tuple(ranks), proc, "", req)
+    assert c.outcome == "oom-host" and c.summary.startswith("rank 1: ") and "1,200 MiB" in c.summary
+    for unsure in (
+        [_killed_with_the_tree(0, None), _killed_with_the_tree(1, None)],  # nothing sampled
+        [_killed_with_the_tree(0, 300), _killed_with_the_tree(1, 1200, exitcode=-9)],  # the launcher said
+        [_killed_with_the_tree(0, 300)],  # one rank: nothing to choose
+    ):
+        assert _blame_the_largest(list(unsure)) == unsure
+
+
+def test_the_supervisor_samples_a_process_by_the_pid_it_knows_itself_by() -> None:
+    from npu_preflight.proc import _pid_sizes
+    from npu_preflight.sandbox.supervisor import rss_as_seen_inside
+
+    me = rss_as_seen_inside(os.getpid())
+    assert me is not None and me[0] == os.getpid() and me[1] > 10 * 2**20
+    assert rss_as_seen_inside(2**22 + 12345) is None  # no such process
+    assert _pid_sizes([[7, 100], [8, -1], [True, 5], ["9", 1], [10], [11, 2, 3], 12, [13, 4]]) == {7: 100, 13: 4}
+    assert _pid_sizes({"7": 100}) == {} and _pid_sizes(None) == {}
 
 
 def test_multi_node_options_are_validated(llama: Path) -> None:

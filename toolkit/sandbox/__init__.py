@@ -144,6 +144,8 @@ class RankOutcome:
     reached_collective: bool = False
     exitcode: int | None = None  # as the launcher reported it (None: not reported)
     evidence: str = ""
+    #: the largest resident size the supervisor saw the rank's process with (every 100 ms)
+    sampled_rss_bytes: int | None = None
 
     def to_dict(self, predicted: int | None = None) -> dict[str, Any]:
         """The report's ``init.ranks[]`` entry."""
@@ -494,7 +496,7 @@ def collect_ranks(results: Path, req: InitRequest, proc: ProcOutcome, stderr: st
         result, _problem = read_result(results / f"result-{rank}.json")
         events = _read_events(results / f"events-{rank}.jsonl")
         start = next((e for e in events if e.get("stage") == "start"), {})
-        lr, gr = start.get("local_rank"), start.get("group_rank")
+        lr, gr, pid = start.get("local_rank"), start.get("group_rank"), start.get("pid")
         local: int = lr if isinstance(lr, int) else rank % req.local_ranks
         node: int = gr if isinstance(gr, int) else req.node_rank
         fault = tail(results / f"fault-{rank}.txt", 4000)
@@ -529,9 +531,35 @@ def collect_ranks(results: Path, req: InitRequest, proc: ProcOutcome, stderr: st
                 reached_collective="collective" in seen,
                 exitcode=exitcode,
                 evidence=evidence,
+                sampled_rss_bytes=proc.peak_rss_by_pid.get(pid) if type(pid) is int else None,
             )
         )
+    if root is None and (proc.oom_kills or proc.memory_killed):
+        out = _blame_the_largest(out)
     return tuple(out)
+
+
+def _blame_the_largest(ranks: list[RankOutcome]) -> list[RankOutcome]:
+    """When the tree went over its memory cap and the launcher named no rank (the OOM killer may
+    take the launcher too, or the watchdog the whole tree), every rank reads "killed with the tree
+    over the memory cap". The one the supervisor saw holding the most memory is the culprit; the
+    others were killed with it and read as stopped."""
+    killed = [r for r in ranks if r.classified.outcome == "oom-host" and r.exitcode is None]
+    sized = [r for r in killed if r.sampled_rss_bytes]
+    if len(killed) < 2 or not sized:
+        return ranks
+    big = max(sized, key=lambda r: r.sampled_rss_bytes or 0)
+    mib = (big.sampled_rss_bytes or 0) / 2**20
+    out = []
+    for r in ranks:
+        if r is big:
+            why = f"{r.classified.summary}; it held the most memory of the ranks ({mib:,.0f} MiB)"
+            r = replace(r, classified=replace(r.classified, summary=why))
+        elif r in killed:
+            why = f"killed with the tree at stage {r.stage} after rank {big.rank} took it over the memory cap"
+            r = replace(r, classified=Classified("stopped", why))
+        out.append(r)
+    return out
 
 
 def overall(ranks: tuple[RankOutcome, ...], proc: ProcOutcome, stderr: str, req: InitRequest) -> Classified:

@@ -53,6 +53,8 @@ TAIL = 256 * 1024
 MAX_EVENT_LINE = 64 * 1024
 MAX_EVENTS = 2000
 WATCH_S = 0.1
+#: The processes whose resident size is sampled (a fork bomb is not followed further).
+MAX_SAMPLED = 256
 GRACE_S = 2.0
 
 _libc: Any = None
@@ -287,6 +289,22 @@ def descendants(root: int) -> list[int]:
     return out
 
 
+def rss_as_seen_inside(pid: int) -> tuple[int, int] | None:
+    """``(pid as the process itself sees it, resident bytes)``: the pid from the last field of
+    ``NSpid`` (a process in a PID namespace knows itself by its number there), or None when the
+    process is gone."""
+    text = _read(f"/proc/{pid}/status", 8192)
+    if not text:
+        return None
+    inner, rss = pid, 0
+    for line in text.splitlines():
+        if line.startswith("NSpid:") and line.split()[1:]:
+            inner = int(line.split()[-1])
+        elif line.startswith("VmRSS:"):
+            rss = int(line.split()[1]) * 1024
+    return inner, rss
+
+
 def pss(pid: int) -> int:
     """Proportional set size (shared pages counted once across the tree), else RSS."""
     text = _read(f"/proc/{pid}/smaps_rollup", 8192)
@@ -354,6 +372,8 @@ class Supervisor:
         }
         self.tool_pid = os.getppid()
         self.peak_tree = 0
+        #: the largest resident size each process of the tree was seen with, by its own pid
+        self.peak_rss: dict[int, int] = {}
         self.events: collections.deque[dict[str, Any]] = collections.deque(maxlen=MAX_EVENTS)
         self.last_forward = 0.0
         self.deadline = float("inf")
@@ -512,6 +532,14 @@ class Supervisor:
         if self.cg is not None:
             return self.cg.procs()
         return descendants(os.getpid())
+
+    def sample_rss(self, pids: list[int]) -> None:
+        """Keep each process's largest resident size seen (which rank held the memory when the
+        tree went over its cap: the launcher may die with the ranks and never say)."""
+        for p in pids[:MAX_SAMPLED]:
+            seen = rss_as_seen_inside(p)
+            if seen is not None and (seen[0] in self.peak_rss or len(self.peak_rss) < MAX_SAMPLED):
+                self.peak_rss[seen[0]] = max(self.peak_rss.get(seen[0], 0), seen[1])
 
     def tree_memory(self, pids: list[int]) -> int:
         if self.cg is not None:
@@ -680,6 +708,7 @@ class Supervisor:
                 pids = [p for p in self.tree() if p != os.getpid()]
                 mem = self.tree_memory(pids)
                 self.peak_tree = max(self.peak_tree, mem)
+                self.sample_rss(pids)
                 if limit and self.cg is None and mem > limit and self.child_status is None:
                     memory_killed = True
                     self.kill_tree()
@@ -751,6 +780,7 @@ class Supervisor:
                 "duration_s": round((self.child_ended or time.monotonic()) - self.started, 4),
                 "child_maxrss_bytes": self.child_maxrss,
                 "peak_tree_bytes": self.peak_tree or None,
+                "peak_rss_by_pid": sorted(self.peak_rss.items(), key=lambda kv: -kv[1])[:64],
                 "oom_kills": oom_kills,
                 "survivors_killed": killed_after,
                 "containment": self.containment,
