@@ -7,7 +7,7 @@ from typing import Any
 
 from npu_preflight.context import Context
 from npu_preflight.errors import Unavailable
-from npu_preflight.formats.tokenizer import TokenizerFormatError, token_text
+from npu_preflight.formats.tokenizer import TokenizerFormatError, special_token_texts
 from npu_preflight.model import Hit, Location, Phase, Severity
 from npu_preflight.registry import check
 
@@ -223,8 +223,7 @@ def special_tokens(ctx: Context) -> Iterator[Hit]:
     expected = set(_ids(cfg.get("eos_token_id")))
     if gen is not None:
         expected |= set(_ids(gen.get("eos_token_id")))
-    for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
-        text = token_text(tc.get(key))
+    for key, text in special_token_texts(tc).items():  # the texts the tokenizer read-ahead answers
         if text is None:
             continue
         tid = tok.token_to_id.get(text)

@@ -606,14 +606,12 @@ class Context:
 
     def _start_renders(self) -> None:
         from npu_preflight.chat import start_renders
-        from npu_preflight.formats.tokenizer import token_text
+        from npu_preflight.formats.tokenizer import special_token_texts
 
         templates = self.chat_templates
         tokens: dict[str, str | None] = {}
         try:
-            tc = self.json_object("tokenizer_config.json")
-            for key in ("bos_token", "eos_token", "pad_token", "unk_token"):
-                tokens[key] = token_text(tc.get(key))
+            tokens = special_token_texts(self.json_object("tokenizer_config.json"))
         except Unavailable:
             pass
         self._pending_renders = start_renders(templates, tokens)

@@ -209,9 +209,7 @@ def _accept(data: bytes, path: Path) -> TokenizerInfo | None:
 
     try:
         doc = json.loads(data)
-    except ValueError:  # also bytes that are not UTF-8, and nesting past the recursion limit
-        return None
-    except RecursionError:
+    except (ValueError, RecursionError):  # bytes that are not UTF-8 or JSON, nesting too deep
         return None
     if not isinstance(doc, dict) or set(doc) != {"identity", "summary"}:
         return None
