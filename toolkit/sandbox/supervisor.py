@@ -312,11 +312,8 @@ def pss(pid: int) -> int:
         for line in text.splitlines():
             if line.startswith("Pss:"):
                 return int(line.split()[1]) * 1024
-    text = _read(f"/proc/{pid}/status", 8192) or ""
-    for line in text.splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    return 0
+    seen = rss_as_seen_inside(pid)
+    return seen[1] if seen is not None else 0
 
 
 class Sink:
